@@ -22,10 +22,21 @@ logger = logging.getLogger(__name__)
 
 STATUS_CLASS = {
     "verified": "dash-ok",
+    "strengthened": "dash-ok",
     "corrected": "dash-corrected",
+    "unconfirmed at testable sizes": "dash-refuted",
     "reconstructed": "dash-reconstructed",
     "refuted as printed": "dash-refuted",
     "open": "dash-open",
+}
+
+
+# Whose statement each claim is (claims.yml's `provenance`), in the words the dashboard shows.
+PROVENANCE = {
+    "quoted": "the paper (quoted)",
+    "recalled": "the paper (recalled)",
+    "reconstructed": "reconstructed by the book",
+    "book": "the book's own",
 }
 
 
@@ -82,20 +93,25 @@ def fill_dashboard(app, doctree, docname):
         return
     claims, records = _load(app)
     ids = {c["id"] for c in claims}
+    for c in claims:
+        if c.get("provenance") not in PROVENANCE:
+            logger.warning(f"dashboard: claim {c['id']} has provenance {c.get('provenance')!r}; "
+                           f"expected one of {sorted(PROVENANCE)}", location=docname)
+            c["provenance"] = "book"
     for extra in sorted(set(records) - ids):
         logger.warning(f"dashboard: a notebook recorded claim {extra!r}, which is not in {app.config.dashboard_claims}",
                        location=docname)
     std = app.env.get_domain("std")
     counts = {}
     table = nodes.table(classes=["dashboard"])
-    tgroup = nodes.tgroup(cols=5)
+    tgroup = nodes.tgroup(cols=6)
     table += tgroup
-    for width in (10, 34, 14, 8, 34):
+    for width in (10, 30, 10, 12, 8, 30):
         tgroup += nodes.colspec(colwidth=width)
     thead = nodes.thead()
     tgroup += thead
     head = nodes.row()
-    for title in ("Claim", "Statement", "Status", "Slack", "What the check measured"):
+    for title in ("Claim", "Statement", "Whose statement", "Status", "Slack", "What the check measured"):
         head += _cell(_para(nodes.Text(title)))
     thead += head
     tbody = nodes.tbody()
@@ -117,6 +133,7 @@ def fill_dashboard(app, doctree, docname):
         row = nodes.row()
         row += _cell(_para(id_node))
         row += _cell(_para(nodes.Text(c["title"])))
+        row += _cell(_para(nodes.Text(PROVENANCE[c["provenance"]])))
         row += _cell(_para(nodes.inline(status, status, classes=[STATUS_CLASS.get(status, "dash-missing")])))
         row += _cell(_para(nodes.Text(_fmt_slack(rec) if rec else "–")))
         detail = rec["summary"] if rec else ""

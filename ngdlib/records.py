@@ -18,7 +18,16 @@ import torch
 
 __all__ = ["record", "records_dir", "STATUSES", "environment"]
 
-STATUSES = ("verified", "refuted as printed", "corrected", "reconstructed", "open")
+# What the check found about the statement (whose statement it is lives in claims.yml's `provenance`):
+#   verified        - holds as stated
+#   strengthened    - holds as printed, and the book checks a stronger form
+#   corrected       - false or ill-posed as printed; a stated corrected form holds and is checked
+#   refuted as printed - false as printed
+#   unconfirmed at testable sizes - an asymptotic condition that fails at every size the book can test
+#   open            - not decided
+#   reconstructed   - deprecated (provenance, not a status); kept until every notebook has moved off it
+STATUSES = ("verified", "strengthened", "corrected", "refuted as printed", "unconfirmed at testable sizes", "open",
+            "reconstructed")
 
 
 def records_dir() -> Path | None:
