@@ -20,6 +20,7 @@ __all__ = [
     "check_full_column_rank",
     "psd_eigh",
     "solve_psd",
+    "solve_psd_cholesky",
     "max_trusted_cond",
     "COMPUTE_DTYPES",
     "check_dtype",

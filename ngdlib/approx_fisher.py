@@ -180,7 +180,7 @@ def predicted_alpha(model: DeepMLP, variant: str, n: int) -> float:
 
     - ``exact``: 1. ``block_diag``: L. ``tri_diag``: :math:`1^\\top T^+ 1 = \\lceil L/3 \\rceil`.
     - ``kfac`` (hidden widths >= n): :math:`N(L-1) + 1` when :math:`M_0` (+1 with a bias) >= n; for
-      :math:`M_0 < n`, no first-layer bias and inputs in radial isotropic position (:func:`ngdlib.forster`), every
+      :math:`M_0 < n`, no first-layer bias and inputs in radial isotropic position (:func:`ngdlib.data.forster`), every
       leverage of the input factor is :math:`M_0/N` and :math:`\\alpha = N(L-2) + M_0 + 1`.
     - ``unit_wise``: tanh (all layer inputs of size >= n): :math:`\\sum_{l=1}^{L-1} M_l + 1`. ReLU: the expectation
       over the initialisation, :math:`\\sum_l M_l / 2 + 1` (each unit is active on an input with probability 1/2);
@@ -718,7 +718,7 @@ def _autodiff_factors(model: DeepMLP, X: torch.Tensor):
 
 def dense_fisher_approx(model: DeepMLP, X: torch.Tensor, variant: str) -> torch.Tensor:
     """Dense P x P approximate Fisher (tiny sizes): F = J^T J / N from ``torch.func.jacrev``, masked to the layer
-    blocks (block_diag), the layer blocks with |l - l'| <= 1 (tri_diag), the unit blocks (unit_wise), or the
+    blocks (block_diag), the layer blocks with ``|l - l'| <= 1`` (tri_diag), the unit blocks (unit_wise), or the
     Kronecker factors :math:`(D_l^\\top D_l / N) \\otimes (A_{l-1}^\\top A_{l-1} / N)` (kfac, D by autodiff)."""
     _validate(model, X)
     _check_variant(variant)

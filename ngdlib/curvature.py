@@ -7,7 +7,7 @@ With squared loss :math:`\mathcal L = \frac{1}{2n}\|u - y\|^2` the Fisher is the
 .. math::
     F^+ \nabla \mathcal L = J^\top (J J^\top)^{-1} (u - y) = J^\top G^{-1} r .
 
-K-FAC (eq. 12), with the conventions of the book (``CLAIMS.md``): :math:`S` carries :math:`a_r/\sqrt m`,
+K-FAC (eq. 12), with the conventions of the book (page "Notation and conventions"): :math:`S` carries :math:`a_r/\sqrt m`,
 :math:`(S^\top S)^{-1}` is a pseudo-inverse, the factors are not divided by n, and for row-stacked w the
 preconditioner is :math:`(S^\top S)^+ \otimes (X^\top X)^{-1}`. Acting on :math:`J^\top r = S^\top \mathrm{diag}(r) X`
 it gives

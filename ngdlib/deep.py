@@ -291,7 +291,7 @@ class DeepMLP(nn.Module):
                              f"{MAX_DENSE_PARAMS}; use the N x N (dual) kernels instead")
 
     def layer_jacobian(self, X: torch.Tensor, l: int, sig=None) -> torch.Tensor:
-        """Dense Jacobian block :math:`J_l` (N x |P_l|), layer ``l`` in 1..L, from the signals (small sizes)."""
+        """Dense Jacobian block :math:`J_l` (N x ``|P_l|``), layer ``l`` in 1..L, from the signals (small sizes)."""
         if sig is None:
             self.check_inputs(X)
         self._guard_dense(X.shape[0])

@@ -75,7 +75,7 @@ __all__ = [
     "flow_rate",
 ]
 
-#: The constants of Theorem 1 as recalled in ``CLAIMS.md``. NOT confirmed from the paper's text: the book asserts
+#: The constants of Theorem 1 as recalled in the project's claims catalogue. NOT confirmed from the paper's text: the book asserts
 #: only what its own derivation or a direct measurement supports.
 RECALLED_T1_CONSTANTS = {"delta": 256.0, "eta": 6144.0, "status": "recalled, not confirmed from the paper's text"}
 

@@ -57,7 +57,7 @@ def limiting_cross_gram(X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
     r"""Definition 1 between two sets of unit vectors: :math:`k(x, x') = x^\top x' (\pi - \theta(x, x'))/(2\pi)`
     (n1 x n2), with the angle :math:`\theta = 2\,\mathrm{atan2}(\|x - x'\|, \|x + x'\|)` (accurate near 0 and pi).
 
-    ``limiting_cross_gram(X, X)`` equals :func:`ngdlib.limiting_gram` (X).
+    ``limiting_cross_gram(X, X)`` equals :func:`ngdlib.kernels.limiting_gram` (X).
     """
     for name, Z in (("X1", X1), ("X2", X2)):
         check_data(Z)
@@ -128,7 +128,7 @@ def kernel_predict(X_train: torch.Tensor, r: torch.Tensor, X_test: torch.Tensor)
     :math:`G^\infty(X_{test}, X) (G^\infty)^{-1} r`, with :math:`r = y - u(0)` the residual to be fitted.
 
     Both NGD and GD move :math:`W` in the row space of :math:`J(0)`; in the limit where J stays fixed they both end
-    at the minimum-norm interpolant, whose test outputs are :math:`f_0(x) + ` this (a reconstruction of the
+    at the minimum-norm interpolant, whose test outputs are :math:`f_0(x)` plus this (a reconstruction of the
     argument behind "NGD generalizes as GD").
     """
     G = limiting_gram(X_train)

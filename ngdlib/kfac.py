@@ -1,7 +1,7 @@
 r"""K-FAC on the two-layer ReLU network in output space: Theorem 4, eq. (14) and Remarks 3-4 of Zhang, Martens &
 Grosse (2019).
 
-Conventions (the book's ``CLAIMS.md``; reconstructed, because they are the ones that make eq. (14) exact in the linear
+Conventions (the book's page "Notation and conventions"; reconstructed, because they are the ones that make eq. (14) exact in the linear
 limit): :math:`S_{ir} = a_r \mathrm{relu}'(w_r^\top x_i)/\sqrt m` carries the output weights, the m x m factor
 :math:`S^\top S` (rank at most n) is pseudo-inverted, the factors are not divided by n, and for the row-stacked
 :math:`w = [w_1; \dots; w_m]` the preconditioner of eq. (12) is
@@ -92,7 +92,7 @@ def activation_projection(model, X: torch.Tensor) -> torch.Tensor:
 
     Computed in the dual form :math:`P_S = V_+ V_+^\top` from the eigenvectors of the n x n matrix
     :math:`S S^\top` whose eigenvalues exceed the cut-off :math:`n \varepsilon \lambda_{\max}` (the same relative
-    cut-off as :func:`ngdlib.kfac_direction`). Equals :math:`I_n` exactly when rank S = n.
+    cut-off as :func:`ngdlib.curvature.kfac_direction`). Equals :math:`I_n` exactly when rank S = n.
     """
     model.check_inputs(X)
     S = model.features(X)

@@ -70,7 +70,7 @@ def record(claim: str, status: str, *, summary: str, slack: float | None = None,
     Refuses (``ValueError``) a NaN or Inf among the numbers, so that none can reach the dashboard.
 
     Args:
-        claim: the claim ID of ``CLAIMS.md`` (e.g. ``"Z-NGD"``).
+        claim: the claim ID, as listed in the book's ``claims.yml`` (e.g. ``"Z-NGD"``).
         status: one of :data:`STATUSES`.
         summary: one sentence with the measured numbers.
         slack: one number that measures how tight the claim is (e.g. bound / observed), if there is one.

@@ -312,9 +312,7 @@ class NGDTrace(SeriesHistory):
         dist_from_init: :math:`\\|w(k) - w(0)\\|_2`.
         lambda_min_gram: :math:`\\lambda_{\\min}(G(k))`.
         jacobian_change: :math:`\\|J(k) - J(0)\\|_2`.
-
-    Per step k = 0 .. K-1 (from iterate k to k+1):
-        segment_change: :math:`\\|\\bar J_k - J(0)\\|_2`, the averaged Jacobian of the segment against J(0).
+        segment_change: per step k = 0 .. K-1 (from iterate k to k+1): :math:`\\|\\bar J_k - J(0)\\|_2`, the averaged Jacobian of the segment against J(0).
         step_constant: :math:`c_k = \\|(\\bar J_k - J_k) J_k^+\\|_2`.
         linearisation_error: :math:`\\|u(k+1) - u(k) - \\bar J_k \\Delta w\\|_\\infty` (absolute; zero up to
             round-off, a few machine epsilons times :math:`\\|u\\|_\\infty`, because the identity is exact).

@@ -86,7 +86,7 @@ def test_gd_direction_is_gradient_of_half_squared_error():
 
 
 def test_kfac_output_kernel_identity():
-    """J F_KFAC^+ J^T = P_X (Hadamard) P_S, and P_S = I when rank S = n (CLAIMS.md conventions)."""
+    """J F_KFAC^+ J^T = P_X (Hadamard) P_S, and P_S = I when rank S = n (the conventions of the notation page)."""
     n, d, m = 10, 4, 60
     X = ngdlib.sphere(n, d, seed=3)
     model = ngdlib.TwoLayerReLU(d, m, seed=4)
