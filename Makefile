@@ -26,9 +26,13 @@ book: $(STAMP)
 	rm -rf _build/records
 	$(VENV)/bin/jupyter-book build . --path-output . --builder html --all -W -n --keep-going
 
-# Unit tests, doctests and every chapter notebook (nbval --nbval-lax: all cells run, asserts decide).
+# Unit tests, doctests and every chapter notebook (nbval --nbval-lax: all cells run, asserts decide), on JOBS
+# pytest-xdist workers (default 2, one per core of the CI machine), each file whole on one worker (--dist loadfile:
+# a notebook's cells must run in order in one kernel) and one BLAS/OpenMP thread per worker and kernel, so that two
+# workers never oversubscribe the cores (two 2-thread LAPACK calls side by side ran 300x slower here).
+JOBS ?= 2
 test: $(STAMP)
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadfile
 
 # Browser test of the built pages (run after `make book`; it never builds or executes anything itself). Skips with a
 # message where there is no build or no chromium, unless REQUIRE_BROWSER=1 (as in .ci/run).

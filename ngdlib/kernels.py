@@ -39,12 +39,18 @@ def _angles(X: torch.Tensor) -> torch.Tensor:
     mode = "donot_use_mm_for_euclid_dist"
     minus = torch.cdist(X, X, compute_mode=mode)
     plus = torch.cdist(X, -X, compute_mode=mode)
-    return 2 * torch.atan2(minus, plus)
+    return _mirror_upper(2 * torch.atan2(minus, plus))
+
+
+def _mirror_upper(A: torch.Tensor) -> torch.Tensor:
+    # Exactly symmetric by construction: the upper triangle, mirrored. cdist and X @ X.T are symmetric only up to
+    # round-off (entries differed by 5.6e-17 with one BLAS thread, a path that blocks the two halves differently).
+    return torch.triu(A) + torch.triu(A, 1).T
 
 
 def _cosines(X: torch.Tensor) -> torch.Tensor:
     # x_i^T x_j for unit rows, with the diagonal set to exactly 1.
-    C = (X @ X.T).clamp(-1.0, 1.0)
+    C = _mirror_upper((X @ X.T).clamp(-1.0, 1.0))
     C.fill_diagonal_(1.0)
     return C
 
