@@ -334,3 +334,28 @@ def test_cuda_count_paths_are_exact(n, m, dtype):
         Dcpu = ngdlib.ngd_direction(mc, Xc, rc, check_assumption1=False)
         cond = float(torch.linalg.cond(mc.gram(Xc).double()))
         assert float((D.cpu() - Dcpu).norm() / Dcpu.norm()) <= 100 * torch.finfo(dtype).eps * cond
+
+
+def test_tf32_switch_restores_the_callers_setting():
+    """The TF32 switch around the CUDA count product (exercised on the flags, which exist without a GPU) leaves the
+    caller's matmul setting as it found it, whichever API (legacy or torch >= 2.9's fp32_precision) set it."""
+    import warnings
+
+    import ngdlib.models as models
+
+    mm = torch.backends.cuda.matmul
+    if not hasattr(mm, "fp32_precision"):
+        pytest.skip("torch < 2.9: only the legacy flag exists (saved and restored as a bool)")
+    start = mm.fp32_precision
+    try:
+        for setup in ("none", "ieee", "tf32"):
+            mm.fp32_precision = setup
+            for enabled in (True, False):
+                with models._cuda_tf32(enabled):
+                    assert mm.fp32_precision == ("tf32" if enabled else "ieee")
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        assert mm.allow_tf32 == enabled            # legacy and new flags agree (cuBLAS checks it)
+                assert mm.fp32_precision == setup
+    finally:
+        mm.fp32_precision = start
