@@ -128,22 +128,26 @@ def ngd_direction(model, X: torch.Tensor, r: torch.Tensor, *, check_assumption1:
     return ngd_step(model, X, r, chunk=chunk, spectrum=False, counts=counts)[0]
 
 
-def kfac_direction(model, X: torch.Tensor, r: torch.Tensor, *, check_assumption1: bool = True) -> torch.Tensor:
+def kfac_direction(model, X: torch.Tensor, r: torch.Tensor, *, check_assumption1: bool = True,
+                   counts: str = "auto") -> torch.Tensor:
     """K-FAC direction :math:`[(S^\\top S)^+ \\otimes (X^\\top X)^{-1}] J^\\top r` (m x d), eq. (12).
 
     Requires rank(X) = d (Theorem 4); a ``ValueError`` otherwise. The pseudo-inverse of the rank-(<= n) factor
-    :math:`S^\\top S` is taken through :math:`(S S^\\top)^+` with relative cut-off n * eps.
+    :math:`S^\\top S` is taken through :math:`(S S^\\top)^+` with relative cut-off n * eps, where
+    :math:`S S^\\top = S_{01} S_{01}^\\top / m` (since :math:`a_r^2 = 1`) comes from the exact activation counts of
+    the NGD hot path (``counts`` as in :func:`ngd_step`), and :math:`S^\\top(\\cdot)` from the activation pattern
+    kept by the same pass: the n x m matrix S is never formed in the model's dtype.
     """
     validate(model, X, r, check_assumption1)
     n, d = X.shape
     check_full_column_rank(X, "Theorem 4 (K-FAC) assumption violated")
-    S = model.features(X)
-    SSt = S @ S.T
+    pattern, C = model._pattern_and_counts(X, None, keep_pattern=True, counts=counts)
+    SSt = C.to(X.dtype) / model.m                          # S S^T, each entry a count / m
     rtol = n * torch.finfo(X.dtype).eps
     SSt_pinv = torch.linalg.pinv(SSt, hermitian=True, rtol=rtol)
     rX = r[:, None] * X                                    # diag(r) X          (n x d)
     right = solve_psd(X.T @ X, rX.T, "K-FAC input factor X^T X", "rank(X) = d is required (Theorem 4)").T
-    D = S.T @ (SSt_pinv @ right)                          # S^T (S S^T)^+ diag(r) X (X^T X)^{-1}
+    D = model._features_T_times(pattern, X, SSt_pinv @ right, None)   # S^T (S S^T)^+ diag(r) X (X^T X)^{-1}
     return check_finite_result("the K-FAC direction", D)
 
 

@@ -333,7 +333,14 @@ class TwoLayerReLU(nn.Module):
         return [slice(s, min(s + chunk, self.m)) for s in range(0, self.m, chunk)]
 
     def _pattern_and_gram(self, X: torch.Tensor, chunk: int | None, keep_pattern: bool, counts: str = "auto"):
-        """One pass over the width: G and, if asked, the transposed activation pattern :math:`S_{01}^\\top` (m x n)
+        """One pass over the width: the pattern (see :meth:`_pattern_and_counts`) and
+        :math:`G = (X X^\\top) \\odot S_{01} S_{01}^\\top / m`."""
+        pattern, C = self._pattern_and_counts(X, chunk, keep_pattern, counts)
+        return pattern, (X @ X.T) * C.to(X.dtype) / self.m
+
+    def _pattern_and_counts(self, X: torch.Tensor, chunk: int | None, keep_pattern: bool, counts: str = "auto"):
+        """One pass over the width: the exact counts :math:`S_{01} S_{01}^\\top` (n x n, integers in an int32 or
+        float tensor) and, if asked, the transposed activation pattern :math:`S_{01}^\\top` (m x n)
         for :meth:`_vjp_from_pattern`, so that the second pass need not recompute :math:`X W^\\top`.
 
         The pattern is kept in the model's dtype (CPU) or in the count product's dtype (CUDA) when it fits
@@ -399,8 +406,7 @@ class TwoLayerReLU(nn.Module):
             for bi, (i0, i1) in enumerate(blocks):
                 for j0, j1 in blocks[bi + 1:]:
                     acc[j0:j1, i0:i1] = acc[i0:i1, j0:j1].T
-        counts_ = acc[:n, :n] if n_acc != n else acc
-        return pattern, (X @ X.T) * counts_.to(X.dtype) / m
+        return pattern, (acc[:n, :n] if n_acc != n else acc)
 
     def _scratch_bytes(self, device) -> int:
         buf = self.__dict__.get("_pattern_scratch")
@@ -421,19 +427,25 @@ class TwoLayerReLU(nn.Module):
                           chunk: int | None) -> torch.Tensor:
         """:math:`J^\\top v` from the transposed pattern kept by :meth:`_pattern_and_gram` (recomputed block by block
         where it was not kept)."""
+        return self._features_T_times(pattern, X, v[:, None] * X, chunk)
+
+    def _features_T_times(self, pattern: torch.Tensor | None, X: torch.Tensor, M: torch.Tensor,
+                          chunk: int | None) -> torch.Tensor:
+        """:math:`S^\\top M = m^{-1/2} \\mathrm{diag}(a) S_{01}^\\top M` (m x d) for an n x d matrix M, from the
+        pattern kept by :meth:`_pattern_and_counts` (recomputed block by block where it was not kept)."""
         if pattern is None:
             W, XT = self.W.detach(), X.T
-            return self._vjp_blocks(X, v, chunk, lambda s: (W[s] @ XT).gt_(0), X.element_size())
+            return self._vjp_blocks(X, M, chunk, lambda s: (W[s] @ XT).gt_(0), X.element_size())
         if pattern.dtype == X.dtype:
-            return self._vjp_blocks(X, v, chunk, lambda s: pattern[s], 0)
-        return self._vjp_blocks(X, v, chunk, lambda s: pattern[s].to(X.dtype), X.element_size())
+            return self._vjp_blocks(X, M, chunk, lambda s: pattern[s], 0)
+        return self._vjp_blocks(X, M, chunk, lambda s: pattern[s].to(X.dtype), X.element_size())
 
-    def _vjp_blocks(self, X: torch.Tensor, v: torch.Tensor, chunk: int | None, rows, temp_bytes: int) -> torch.Tensor:
-        """:math:`J^\\top v` (m x d), block by block: ``rows(s)`` gives the 0/1 rows :math:`S_{01}^\\top[s]`
-        (c x n, in X's dtype) of the hidden units in slice s, using ``temp_bytes`` per entry of temporaries. The
-        product runs in the model's dtype under the caller's matmul settings (never TF32 by this library: z and X are
-        not exact in TF32)."""
-        vX = v[:, None] * X
+    def _vjp_blocks(self, X: torch.Tensor, vX: torch.Tensor, chunk: int | None, rows, temp_bytes: int) -> torch.Tensor:
+        """:math:`m^{-1/2} \\mathrm{diag}(a) S_{01}^\\top M` (m x d) for :math:`M` = ``vX`` (n x d; for
+        :math:`J^\\top v`, :math:`M = \\mathrm{diag}(v) X`), block by block: ``rows(s)`` gives the 0/1 rows
+        :math:`S_{01}^\\top[s]` (c x n, in X's dtype) of the hidden units in slice s, using ``temp_bytes`` per entry
+        of temporaries. The product runs in the model's dtype under the caller's matmul settings (never TF32 by this
+        library: z and X are not exact in TF32)."""
         D = torch.empty(self.m, self.d, dtype=X.dtype, device=X.device)
         scale = self.a / math.sqrt(self.m)
         for s in self._slices(X.shape[0], chunk, X.device, temp_bytes):
@@ -457,8 +469,8 @@ class TwoLayerReLU(nn.Module):
         check_vector("v", v, X.shape[0], "one entry per input")
         check_same_dtype_device("v", v, "X", X)
         W, XT = self.W.detach(), X.T
-        return check_finite_result("J^T v", self._vjp_blocks(X, v, chunk, lambda s: (W[s] @ XT).gt_(0),
-                                                             X.element_size()))
+        return check_finite_result("J^T v", self._vjp_blocks(X, v[:, None] * X, chunk,
+                                                             lambda s: (W[s] @ XT).gt_(0), X.element_size()))
 
     def jacobian(self, X: torch.Tensor) -> torch.Tensor:
         """The dense n x (m d) Jacobian with row-stacked w (a reference for small sizes only).

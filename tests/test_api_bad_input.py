@@ -421,6 +421,8 @@ CASES = [
     ("curvature.ngd_direction: counts unknown", lambda: cv.ngd_direction(**core(), counts="int4"),
      "counts must be one of"),
     ("curvature.ngd_step: counts unknown", lambda: cv.ngd_step(**_c(), counts=32), "counts must be one of"),
+    ("curvature.kfac_direction: counts unknown", lambda: cv.kfac_direction(**core(), counts="half"),
+     "counts must be one of"),
     ("curvature.gram_eigh: counts unknown", lambda: cv.gram_eigh(core()["model"], core()["X"], counts="TF32"),
      "counts must be one of"),
     ("models.TwoLayerReLU.jvp: D a list", lambda: core()["model"].jvp(core()["X"], [[0.0] * 3] * 40),
