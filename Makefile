@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: book test test-pages test-seeds venv clean
+.PHONY: book test test-pages test-seeds bench-gpu venv clean
 
 venv: $(STAMP)
 
@@ -43,6 +43,10 @@ test-pages: $(STAMP)
 # SEEDS=1,2,3 by default; SEED_NOTEBOOKS=<substring> restricts the notebooks.
 test-seeds: $(STAMP)
 	$(PY) -m pytest -p no:nbval -o addopts="" tests/seeds
+
+# The GPU table of chapters/perf/cost (run on a machine with CUDA; needs only torch and this checkout, no .venv).
+bench-gpu:
+	PYTHONPATH=. $(PYTHON) -m ngdlib.bench --device cuda --json chapters/perf/bench-cuda.json
 
 clean:
 	rm -rf _build

@@ -2,10 +2,12 @@
 
 For each size (n, m, d) and dtype it times the direction :math:`J^\\top G^{-1} r` computed by
 
-- ``ngdlib``: the structured hot path (:func:`ngdlib.curvature.ngd_direction`): exact integer activation counts
-  (int8 matrix units on a CPU that has them, else float32), chunked over the width, never forming J;
-- ``ngdlib-f32``: the same with the int8 counts switched off (exact float32 counts, symmetric blocks), to show what
-  the float32 path alone achieves;
+- ``ngdlib``: the structured hot path (:func:`ngdlib.curvature.ngd_direction` with ``counts="auto"``): exact integer
+  activation counts (int8 matrix units on a CPU that has them, else float32; TF32 tensor cores on CUDA), blocked over
+  the width (cache-sized blocks on a CPU, memory-sized on CUDA), never forming J;
+- ``ngdlib-f32``, ``ngdlib-tf32``, ``ngdlib-int8``: the same with ``counts="float32"`` (IEEE float32, symmetric blocks
+  on a CPU), ``"tf32"`` or ``"int8"`` named explicitly, to show what each exact count path achieves (the CUDA run
+  times all three, so that the fastest exact one can be measured rather than guessed);
 - ``dense``: the naive path, the n x (m d) Jacobian by ``torch.func.jacrev``, then G = J J^T, a Cholesky solve and
   J^T z;
 - ``cg``: matrix-free output-space conjugate gradient on (J J^T) z = r with ``torch.func`` jvp/vjp, then J^T z;
@@ -41,9 +43,15 @@ from .curvature import ngd_direction
 from .data import sphere
 from .models import TwoLayerReLU
 
-__all__ = ["run", "matmul_peak", "ngd_flops", "METHODS", "QUICK_SIZES", "FULL_SIZES"]
+__all__ = ["run", "matmul_peak", "ngd_flops", "METHODS", "QUICK_SIZES", "FULL_SIZES", "CUDA_SIZES"]
 
 METHODS = ("ngdlib", "ngdlib-f32", "dense", "cg", "curvlinops")
+
+#: The default methods on CUDA: every exact count path of ngdlib is timed there.
+CUDA_METHODS = ("ngdlib", "ngdlib-f32", "ngdlib-int8", "dense", "cg", "curvlinops")
+
+#: The ``counts`` argument behind each ngdlib row (:data:`ngdlib.models.COUNTS`).
+NGDLIB_COUNTS = {"ngdlib": "auto", "ngdlib-f32": "float32", "ngdlib-tf32": "tf32", "ngdlib-int8": "int8"}
 
 #: (n, m, d, dtype) of the --quick run (part of `make test`: well under a minute).
 QUICK_SIZES = [(64, 1024, 16, "float64"), (128, 2048, 32, "float32"), (128, 2048, 32, "float64")]
@@ -54,6 +62,10 @@ FULL_SIZES = (
     + [(n, 8192, 64, "float32") for n in (64, 128, 256, 512, 1024)]
     + [(256, m, 64, "float32") for m in (1024, 2048, 4096, 8192, 16384, 32768, 65536)]
 )
+
+#: On CUDA: the CPU grid, then the sizes of issue 14's targets (the paper's width 2**20).
+CUDA_SIZES = FULL_SIZES + [(2048, 65536, 128, "float32"), (1024, 2**20, 128, "float32"),
+                           (4096, 2**20, 128, "float32")]
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -105,8 +117,19 @@ class _PeakRSS:
         return False
 
 
-def matmul_peak(dtype: torch.dtype, device, size: int = 2048, repeats: int = 5) -> float:
-    """This machine's matrix-multiply throughput in flop/s: median of ``repeats`` square products of ``size``."""
+def matmul_peak(dtype: torch.dtype, device, size: int = 2048, repeats: int = 5, tf32: bool = False) -> float:
+    """This machine's matrix-multiply throughput in flop/s: median of ``repeats`` square products of ``size``
+    (float32 on CUDA: IEEE float32 unless ``tf32``, then TF32 tensor cores)."""
+    device = torch.device(device)
+    if device.type == "cuda" and dtype == torch.float32:
+        from .models import _cuda_tf32
+
+        with _cuda_tf32(tf32):
+            return _matmul_peak(dtype, device, size, repeats)
+    return _matmul_peak(dtype, device, size, repeats)
+
+
+def _matmul_peak(dtype, device, size, repeats):
     a = torch.randn(size, size, dtype=dtype, device=device)
     b = torch.randn(size, size, dtype=dtype, device=device)
     a @ b
@@ -124,7 +147,8 @@ def int8_peak(device, size: int = 2048, repeats: int = 5) -> float | None:
     """Throughput of ``torch._int_mm`` (int8 x int8 -> int32) in ops/s, or None where it is not available."""
     from .models import _int8_counts
 
-    if not _int8_counts(torch.device(device)):
+    device = torch.device(device)
+    if not _int8_counts(device):
         return None
     g = torch.Generator().manual_seed(0)
     a = torch.randint(0, 2, (size, size), generator=g, dtype=torch.int8).to(device)
@@ -132,8 +156,10 @@ def int8_peak(device, size: int = 2048, repeats: int = 5) -> float | None:
     torch._int_mm(a, b)
     times = []
     for _ in range(repeats):
+        _sync(device)
         t = time.perf_counter()
         torch._int_mm(a, b)
+        _sync(device)
         times.append(time.perf_counter() - t)
     return 2 * size**3 / statistics.median(times)
 
@@ -143,12 +169,12 @@ def ngd_flops(n: int, m: int, d: int) -> dict:
     return {"counts": 2 * n * n * m, "model_dtype": 4 * n * m * d + 2 * n * n * d}
 
 
-def performed_counts_ops(n: int, m: int, int8: bool) -> float:
-    """Operations the count product actually performs: full n x n with int8, the 10 upper blocks of a 4 x 4 grid
-    with float32 for n >= SYMMETRIC_MIN_N, the full product otherwise."""
+def performed_counts_ops(n: int, m: int, int8: bool, device="cpu") -> float:
+    """Operations the count product actually performs: full n x n with int8 and on CUDA, the 10 upper blocks of a
+    4 x 4 grid with float counts on a CPU for n >= SYMMETRIC_MIN_N, the full product otherwise."""
     from . import models
 
-    if int8 or n < models.SYMMETRIC_MIN_N:
+    if int8 or torch.device(device).type == "cuda" or n < models.SYMMETRIC_MIN_N:
         return 2.0 * n * n * m
     blocks = models._row_blocks(n)
     return 2.0 * m * sum((i1 - i0) * (j1 - j0) for k, (i0, i1) in enumerate(blocks) for j0, j1 in blocks[k:])
@@ -213,18 +239,6 @@ def _curvlinops_status() -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------- the run
-def _without_int8(fn):
-    from . import models
-
-    saved = dict(models._INT8_COUNTS)
-    models._INT8_COUNTS.update(cpu=False, cuda=False)
-    try:
-        return fn()
-    finally:
-        models._INT8_COUNTS.clear()
-        models._INT8_COUNTS.update(saved)
-
-
 def _time(fn, device, repeats):
     fn()  # warm-up (allocator, kernels)
     times, out = [], None
@@ -269,15 +283,25 @@ def _memory_budget(device) -> int:
     return int(0.5 * int(info["MemAvailable"].split()[0]) * 1024)
 
 
-def run(sizes=None, quick: bool = False, device=None, repeats: int | None = None, methods=METHODS, seed: int = 0,
+def run(sizes=None, quick: bool = False, device=None, repeats: int | None = None, methods=None, seed: int = 0,
         verbose: bool = True, cg_max_seconds: float = 120.0) -> dict:
-    """Run the benchmark and return a JSON-serialisable dict (machine, peaks, one row per size and method)."""
+    """Run the benchmark and return a JSON-serialisable dict (machine: device, versions, peaks, date and wall time of
+    the run; one row per size and method). Default sizes: :data:`QUICK_SIZES` with ``quick``, else
+    :data:`FULL_SIZES` on a CPU and :data:`CUDA_SIZES` on CUDA; default methods :data:`METHODS` on a CPU and
+    :data:`CUDA_METHODS` on CUDA."""
+    from .models import resolve_counts
+
+    started = time.time()
     device = torch.device(device) if device is not None else torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    sizes = (QUICK_SIZES if quick else FULL_SIZES) if sizes is None else sizes
+    cuda = device.type == "cuda"
+    sizes = (QUICK_SIZES if quick else (CUDA_SIZES if cuda else FULL_SIZES)) if sizes is None else sizes
+    methods = (CUDA_METHODS if cuda else METHODS) if methods is None else tuple(methods)
     repeats = (2 if quick else 3) if repeats is None else repeats
     _malloc_returns_large_blocks()
-    peaks = {name: matmul_peak(DTYPES[name], device, size=1024 if quick else 2048) for name in ("float32", "float64")}
-    peaks["int8"] = int8_peak(device, size=1024 if quick else 2048)
+    psize = 1024 if quick else (8192 if cuda else 2048)
+    peaks = {name: matmul_peak(DTYPES[name], device, size=psize) for name in ("float32", "float64")}
+    peaks["tf32"] = matmul_peak(torch.float32, device, size=psize, tf32=True) if cuda else None
+    peaks["int8"] = int8_peak(device, size=psize)
     budget = _memory_budget(device)
     cl_status = _curvlinops_status()
     rows = []
@@ -309,12 +333,16 @@ def run(sizes=None, quick: bool = False, device=None, repeats: int | None = None
                     row.update(status=f"skipped (estimated {est:.0f} s > cap {cg_max_seconds:.0f} s)")
                     rows.append(row)
                     continue
-            fn = {
-                "ngdlib": lambda: ngd_direction(model, X, r, check_assumption1=False),
-                "ngdlib-f32": lambda: _without_int8(lambda: ngd_direction(model, X, r, check_assumption1=False)),
-                "dense": lambda: dense_direction(model, X, r),
-                "cg": lambda: cg_direction(model, X, r),
-            }[method]
+            if method in NGDLIB_COUNTS:
+                try:
+                    mode = resolve_counts(NGDLIB_COUNTS[method], device, n)
+                except ValueError as err:
+                    row.update(status=f"not available on {device}: {err}")
+                    rows.append(row)
+                    continue
+                fn = (lambda c=NGDLIB_COUNTS[method]: ngd_direction(model, X, r, check_assumption1=False, counts=c))
+            else:
+                fn = {"dense": lambda: dense_direction(model, X, r), "cg": lambda: cg_direction(model, X, r)}[method]
             try:
                 with _PeakRSS(device) as mem:
                     fn()
@@ -326,16 +354,14 @@ def run(sizes=None, quick: bool = False, device=None, repeats: int | None = None
             iters = None
             if isinstance(out, tuple):
                 out, iters = out
-            if method in ("ngdlib", "ngdlib-f32"):
-                from .models import INT8_MIN_N, _int8_counts
-
-                int8 = method == "ngdlib" and n >= INT8_MIN_N and _int8_counts(device)
+            if method in NGDLIB_COUNTS:
+                int8 = mode == "int8"
                 fl = ngd_flops(n, m, d)
-                count_peak = peaks["int8"] if int8 else peaks["float32"]
-                ideal = performed_counts_ops(n, m, int8) / count_peak + fl["model_dtype"] / peaks[dtname]
+                count_peak = peaks["int8"] if int8 else (peaks["tf32"] if mode == "tf32" and cuda else peaks["float32"])
+                ideal = performed_counts_ops(n, m, int8, device) / count_peak + fl["model_dtype"] / peaks[dtname]
                 effective = (fl["counts"] / peaks["float32"] + fl["model_dtype"] / peaks[dtname]) / t
                 row.update(flops=fl["counts"] + fl["model_dtype"], throughput_fraction=effective,
-                           utilisation=ideal / t, int8_counts=int8)
+                           utilisation=ideal / t, int8_counts=int8, counts=mode)
                 if method == "ngdlib":
                     ref = out
             rel = None if ref is None else float(torch.linalg.vector_norm(out - ref) / torch.linalg.vector_norm(ref))
@@ -351,9 +377,11 @@ def run(sizes=None, quick: bool = False, device=None, repeats: int | None = None
     return {
         "machine": {
             "platform": platform.platform(), "processor": _cpu_name(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "device": str(device),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "device": str(device), "gpu": torch.cuda.get_device_name(device) if cuda else None,
             "matmul_peak_flops": peaks,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+            "wall_seconds": round(time.time() - started, 1),
         },
         "rows": rows,
     }
@@ -380,7 +408,7 @@ def _format(rows) -> str:
         extra = ""
         if x.get("throughput_fraction") is not None:
             extra += (f", effective {100 * x['throughput_fraction']:.0f}% of the float matmul peak, "
-                      f"utilisation {100 * x['utilisation']:.0f}%" + (" (int8 counts)" if x.get("int8_counts") else ""))
+                      f"utilisation {100 * x['utilisation']:.0f}% ({x.get('counts') or ('int8' if x.get('int8_counts') else 'float')} counts)")
         if x.get("ratio_to_ngdlib") is not None and x["method"] != "ngdlib":
             extra += f", {x['ratio_to_ngdlib']:.1f}x ngdlib's time"
         if x.get("rel_diff_to_ngdlib") is not None and x["method"] != "ngdlib":
@@ -399,7 +427,8 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--size", action="append", default=[], metavar="N,M,D,DTYPE",
                     help="a size to run instead of the default grid (repeatable), e.g. 1024,65536,128,float32")
-    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--methods", default=None, help=f"comma-separated, from {', '.join(METHODS + ('ngdlib-tf32', 'ngdlib-int8'))} "
+                    "(default: the first five on a CPU; on CUDA also ngdlib-int8)")
     args = ap.parse_args(argv)
     sizes = None
     if args.size:
@@ -408,11 +437,12 @@ def main(argv=None):
             n, m, d, dt = s.split(",")
             sizes.append((int(n), int(m), int(d), dt))
     res = run(sizes=sizes, quick=args.quick, device=args.device, repeats=args.repeats,
-              methods=tuple(args.methods.split(",")))
+              methods=tuple(args.methods.split(",")) if args.methods else None)
     mc = res["machine"]
     print(f"machine: {mc['processor']}, {mc['threads']} threads, torch {mc['torch']}, device {mc['device']}; "
           f"matmul peak {mc['matmul_peak_flops']['float32'] / 1e9:.0f} GFLOP/s (float32), "
           f"{mc['matmul_peak_flops']['float64'] / 1e9:.0f} GFLOP/s (float64)"
+          + (f", tf32 {mc['matmul_peak_flops']['tf32'] / 1e9:.0f} GFLOP/s" if mc["matmul_peak_flops"].get("tf32") else "")
           + (f", int8 {mc['matmul_peak_flops']['int8'] / 1e9:.0f} Gop/s" if mc["matmul_peak_flops"].get("int8") else ""))
     if args.json:
         with open(args.json, "w") as f:

@@ -67,19 +67,21 @@ def _check_width(model, n: int) -> None:
                          f"so G = J J^T is singular; the width m = {model.m} is too small")
 
 
-def gram_eigh(model, X: torch.Tensor, *, chunk: int | None = None):
-    """Eigen-decomposition of :math:`G = J J^\\top`, refusing a singular one (Condition 1).
+def gram_eigh(model, X: torch.Tensor, *, chunk: int | None = None, counts: str = "auto"):
+    """Eigen-decomposition of :math:`G = J J^\\top`, refusing a singular one (Condition 1). ``chunk`` and ``counts``
+    as in :meth:`ngdlib.TwoLayerReLU.gram` (the exact activation counts: :data:`ngdlib.models.COUNTS`).
 
     Raises ``ValueError`` when ``m d < n`` (J cannot have full row rank) or when G is numerically singular.
     """
     _check_model(model)
     model.check_inputs(X)
     _check_width(model, X.shape[0])
-    return psd_eigh(model.gram(X, chunk=chunk), "Condition 1: the Gram matrix G = J J^T",
+    return psd_eigh(model.gram(X, chunk=chunk, counts=counts), "Condition 1: the Gram matrix G = J J^T",
                     _width_remedy(model, X.shape[0]))
 
 
-def ngd_step(model, X: torch.Tensor, r: torch.Tensor, *, chunk: int | None = None, spectrum: bool = True):
+def ngd_step(model, X: torch.Tensor, r: torch.Tensor, *, chunk: int | None = None, spectrum: bool = True,
+             counts: str = "auto"):
     """The fused NGD hot path: ``(J^T G^{-1} r, eigenvalues of G or None)``.
 
     One pass over the width builds G and keeps the activation pattern; a second pass multiplies by :math:`J^\\top`
@@ -88,13 +90,20 @@ def ngd_step(model, X: torch.Tensor, r: torch.Tensor, *, chunk: int | None = Non
     through a Cholesky factorisation with an estimated condition number (:func:`ngdlib._checks.solve_psd_cholesky`,
     about 25 times cheaper at n = 1024). X is not validated against Assumption 1 here (callers do it once); G's
     conditioning is checked either way (Condition 1).
+
+    ``counts`` selects how the exact integer counts :math:`S_{01} S_{01}^\\top` are computed
+    (:data:`ngdlib.models.COUNTS`: ``"auto"``, ``"int8"``, ``"float32"``, ``"tf32"``, ``"float64"``); G is the same
+    bit for bit whichever is chosen. On CUDA (``"auto"`` = TF32 counts) the blocks are sized from the device's free
+    memory, so at the sizes the book uses the step is three large products (:math:`W X^\\top`, the counts,
+    :math:`J^\\top z`) and a solve. Bit-identity of the direction across ``chunk`` holds on a CPU; on CUDA cuBLAS may
+    round :math:`J^\\top z` differently for different block shapes (the counts and G stay identical).
     """
     _check_model(model)
     model.check_inputs(X)
     _check_residual(r, X)
     n = X.shape[0]
     _check_width(model, n)
-    pattern, G = model._pattern_and_gram(X, chunk, keep_pattern=True)
+    pattern, G = model._pattern_and_gram(X, chunk, keep_pattern=True, counts=counts)
     what, remedy = "Condition 1: the Gram matrix G = J J^T", _width_remedy(model, n)
     if spectrum:
         evals, evecs = psd_eigh(G, what, remedy)
@@ -105,34 +114,40 @@ def ngd_step(model, X: torch.Tensor, r: torch.Tensor, *, chunk: int | None = Non
 
 
 def ngd_direction(model, X: torch.Tensor, r: torch.Tensor, *, check_assumption1: bool = True,
-                  chunk: int | None = None) -> torch.Tensor:
+                  chunk: int | None = None, counts: str = "auto") -> torch.Tensor:
     """Exact NGD direction :math:`J^\\top G^{-1} r` (m x d), eq. (3)/(9); equals :math:`F^+ \\nabla\\mathcal L` for
     :math:`r = u - y`.
 
-    Cost about :math:`1.25 n^2 m` (exact float32 counts, symmetric blocks) :math:`+ 4 n m d + n^3/3` flops; memory:
-    the n x m activation pattern (in the model's dtype up to 1 GiB, else bytes) plus O(n * chunk) temporaries
-    (``chunk`` hidden units per block, default 2**21 / n). G is solved by Cholesky with an estimated condition number.
+    Cost about :math:`1.25 n^2 m` (exact float32 counts, symmetric blocks on a CPU) :math:`+ 4 n m d + n^3/3` flops;
+    memory: the n x m activation pattern (CPU: in the model's dtype up to 1 GiB, else bytes; CUDA: in the count
+    dtype while it fits in half the memory budget) plus O(n * chunk) temporaries (``chunk`` hidden units per block,
+    default 2**21 / n on a CPU, sized from free memory on CUDA). ``counts`` as in :func:`ngd_step`. G is solved by
+    Cholesky with an estimated condition number.
     """
     validate(model, X, r, check_assumption1)
-    return ngd_step(model, X, r, chunk=chunk, spectrum=False)[0]
+    return ngd_step(model, X, r, chunk=chunk, spectrum=False, counts=counts)[0]
 
 
-def kfac_direction(model, X: torch.Tensor, r: torch.Tensor, *, check_assumption1: bool = True) -> torch.Tensor:
+def kfac_direction(model, X: torch.Tensor, r: torch.Tensor, *, check_assumption1: bool = True,
+                   counts: str = "auto") -> torch.Tensor:
     """K-FAC direction :math:`[(S^\\top S)^+ \\otimes (X^\\top X)^{-1}] J^\\top r` (m x d), eq. (12).
 
     Requires rank(X) = d (Theorem 4); a ``ValueError`` otherwise. The pseudo-inverse of the rank-(<= n) factor
-    :math:`S^\\top S` is taken through :math:`(S S^\\top)^+` with relative cut-off n * eps.
+    :math:`S^\\top S` is taken through :math:`(S S^\\top)^+` with relative cut-off n * eps, where
+    :math:`S S^\\top = S_{01} S_{01}^\\top / m` (since :math:`a_r^2 = 1`) comes from the exact activation counts of
+    the NGD hot path (``counts`` as in :func:`ngd_step`), and :math:`S^\\top(\\cdot)` from the activation pattern
+    kept by the same pass: the n x m matrix S is never formed in the model's dtype.
     """
     validate(model, X, r, check_assumption1)
     n, d = X.shape
     check_full_column_rank(X, "Theorem 4 (K-FAC) assumption violated")
-    S = model.features(X)
-    SSt = S @ S.T
+    pattern, C = model._pattern_and_counts(X, None, keep_pattern=True, counts=counts)
+    SSt = C.to(X.dtype) / model.m                          # S S^T, each entry a count / m
     rtol = n * torch.finfo(X.dtype).eps
     SSt_pinv = torch.linalg.pinv(SSt, hermitian=True, rtol=rtol)
     rX = r[:, None] * X                                    # diag(r) X          (n x d)
     right = solve_psd(X.T @ X, rX.T, "K-FAC input factor X^T X", "rank(X) = d is required (Theorem 4)").T
-    D = S.T @ (SSt_pinv @ right)                          # S^T (S S^T)^+ diag(r) X (X^T X)^{-1}
+    D = model._features_T_times(pattern, X, SSt_pinv @ right, None)   # S^T (S S^T)^+ diag(r) X (X^T X)^{-1}
     return check_finite_result("the K-FAC direction", D)
 
 

@@ -26,7 +26,7 @@ How the table is built:
 Public API in scope (``module.name``; classes with their public methods/properties):
 
 * ngdlib.models: TwoLayerReLU(d, m, nu, seed, dtype, device) . check_inputs forward activation_pattern features
-  gram jvp vjp jacobian extra_repr
+  gram jvp vjp jacobian extra_repr; resolve_counts; COUNTS
 * ngdlib.curvature: ngd_direction ngd_step kfac_direction gd_direction validate gram_eigh
 * ngdlib.kernels: limiting_gram limiting_activation_gram
 * ngdlib.data: sphere forster
@@ -412,6 +412,19 @@ CASES = [
     ("models.TwoLayerReLU.gram: chunk 0", lambda: core()["model"].gram(core()["X"], chunk=0), "chunk"),
     ("models.TwoLayerReLU.vjp: chunk negative", lambda: core()["model"].vjp(core()["X"], core()["r"], chunk=-3),
      "chunk"),
+    ("models.TwoLayerReLU.gram: counts unknown", lambda: core()["model"].gram(core()["X"], counts="fp8"),
+     "counts must be one of"),
+    ("models.resolve_counts: counts unknown", lambda: ngdlib.models.resolve_counts("bf16", "cpu", 8),
+     "counts must be one of"),
+    ("models.resolve_counts: counts not a string", lambda: ngdlib.models.resolve_counts(None, "cpu", 8),
+     "counts must be one of"),
+    ("curvature.ngd_direction: counts unknown", lambda: cv.ngd_direction(**core(), counts="int4"),
+     "counts must be one of"),
+    ("curvature.ngd_step: counts unknown", lambda: cv.ngd_step(**_c(), counts=32), "counts must be one of"),
+    ("curvature.kfac_direction: counts unknown", lambda: cv.kfac_direction(**core(), counts="half"),
+     "counts must be one of"),
+    ("curvature.gram_eigh: counts unknown", lambda: cv.gram_eigh(core()["model"], core()["X"], counts="TF32"),
+     "counts must be one of"),
     ("models.TwoLayerReLU.jvp: D a list", lambda: core()["model"].jvp(core()["X"], [[0.0] * 3] * 40),
      "torch.Tensor"),
     # ---------------------------------------------------------------- curvature: Assumption 1, Condition 1, rank

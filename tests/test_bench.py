@@ -44,3 +44,12 @@ def test_quick_bench_directions_agree(quick):
 
 def test_flop_model():
     assert bench.ngd_flops(2, 3, 5) == {"counts": 24, "model_dtype": 4 * 2 * 3 * 5 + 2 * 4 * 5}
+
+
+def test_quick_bench_records_device_versions_and_date(quick):
+    """What the cost chapter shows beside each table: the device, the versions, the date and the wall time."""
+    mc = quick["machine"]
+    assert {"device", "gpu", "processor", "python", "torch", "cuda", "date", "wall_seconds"} <= set(mc)
+    assert mc["date"].endswith("UTC") and mc["wall_seconds"] > 0
+    assert all(r["counts"] in ("int8", "float32", "tf32", "float64") for r in quick["rows"]
+               if r["method"].startswith("ngdlib") and r.get("status") == "ok")

@@ -194,8 +194,11 @@ def test_chunking_is_bit_identical_and_counts_are_exact(monkeypatch):
         assert torch.equal(model.vjp(X, r, chunk=chunk), model.vjp(X, r))
     S01 = model.activation_pattern(X)
     assert torch.equal(G, (X @ X.T) * (S01 @ S01.T) / 777)          # float64 counts, no chunking
-    monkeypatch.setattr(models, "EXACT_FLOAT32_COUNTS", 100)           # force the float64-count branch
-    assert model._count_dtype() == torch.float64 and torch.equal(model.gram(X), G)
+    # a layer wider than float32's exact range: blocks of at most EXACT_FLOAT32_COUNTS units, summed in float64
+    monkeypatch.setattr(models, "EXACT_FLOAT32_COUNTS", 100)
+    for counts in ("float32", "tf32"):
+        assert torch.equal(model.gram(X, counts=counts), G)
+        assert torch.equal(ngdlib.ngd_direction(model, X, r, counts=counts), D)
 
 
 def test_chunk_must_be_positive_int():
@@ -206,19 +209,178 @@ def test_chunk_must_be_positive_int():
             model.gram(X, chunk=bad)
 
 
-@pytest.mark.parametrize("n,m", [(16, 5), (17, 300), (31, 2049), (64, 1000), (257, 700), (300, 4100)])
-def test_int8_and_blocked_counts_are_exact(n, m, monkeypatch):
-    """The Gram matrix from int8 counts (CPU), from blocked float32 counts and from plain float64 agree bit for bit."""
+@pytest.mark.parametrize("n,m", [(1, 40), (16, 5), (17, 300), (31, 2049), (64, 1000), (257, 700), (300, 4100)])
+def test_every_count_path_is_exact(n, m, monkeypatch):
+    """The Gram matrix from every count path (int8 where this CPU has it, float32, tf32, float64, auto), unblocked
+    and blocked, padded and not, agrees bit for bit with plain float64 counts of the activation pattern."""
     import ngdlib.models as models
 
     X = ngdlib.sphere(n, 5, seed=n)
     model = ngdlib.TwoLayerReLU(5, m, seed=m)
     S01 = model.activation_pattern(X)
     exact = (X @ X.T) * (S01 @ S01.T) / m
-    assert torch.equal(model.gram(X), exact)                               # default: int8 from n >= 256 on a CPU
-    monkeypatch.setattr(models, "INT8_MIN_N", 2)                           # int8 for every n here (if available)
-    assert torch.equal(model.gram(X), exact)
-    monkeypatch.setattr(models, "_int8_counts", lambda device: False)      # the float32 path (blocked for n >= 256)
-    assert torch.equal(model.gram(X), exact)
-    monkeypatch.setattr(models, "SYMMETRIC_MIN_N", 10**9)                  # unblocked float32
-    assert torch.equal(model.gram(X), exact)
+    paths = [c for c in models.COUNTS if c != "int8" or models._int8_counts(X.device)]
+    for counts in paths:
+        for chunk in (None, 7, m):                                       # cache-sized, odd, one block (as on CUDA)
+            assert torch.equal(model.gram(X, counts=counts, chunk=chunk), exact), (counts, chunk)
+    monkeypatch.setattr(models, "SYMMETRIC_MIN_N", 10**9)                  # unblocked float counts
+    for counts in paths:
+        assert torch.equal(model.gram(X, counts=counts), exact), counts
+    if "int8" in paths:                                                    # the zero-padded int8 layout (CUDA's)
+        monkeypatch.setattr(models, "INT8_PAD_BELOW_N", n + 3)
+        assert torch.equal(model.gram(X, counts="int8", chunk=5), exact)
+
+
+def test_ngd_direction_every_count_path_matches_dense_reference(dtype):
+    """Each count path gives the same direction bit for bit on a CPU, and it matches the dense torch.func reference
+    (float64: two exact formulas, round-off scaled by cond(G); float32: against the float64 reference)."""
+    import ngdlib.models as models
+    from ngdlib import reference
+
+    n, d, m = 24, 5, 300
+    X64 = ngdlib.sphere(n, d, seed=3)
+    r64 = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    model64 = ngdlib.TwoLayerReLU(d, m, seed=5)
+    ref = reference.ngd_direction(model64, X64, r64).reshape(m, d)
+    X, r = X64.to(dtype), r64.to(dtype)
+    model = ngdlib.TwoLayerReLU(d, m, seed=5, dtype=dtype)
+    paths = [c for c in models.COUNTS if c != "int8" or models._int8_counts(X.device)]
+    D = {c: ngdlib.ngd_direction(model, X, r, counts=c) for c in paths}
+    for c in paths:
+        assert torch.equal(D[c], D["float64"]), c
+    cond = float(torch.linalg.cond(model64.gram(X64)))
+    # float64: both exact formulas, so round-off eps * cond(G) (x 100 for the solves' constants); float32: the
+    # float32 inputs and solve, eps32 * cond(G) x 100 (the activation pattern is the same at this size: checked)
+    assert torch.equal(model.activation_pattern(X), model64.activation_pattern(X64).to(dtype))
+    eps = torch.finfo(dtype).eps
+    rel = float((D["auto"].double() - ref).norm() / ref.norm())
+    assert rel <= 100 * eps * cond, (rel, cond)
+
+
+def test_kfac_direction_every_count_path():
+    """K-FAC's S S^T = S01 S01^T / m comes from the exact counts: every count path gives the same direction bit for
+    bit, and it matches the dense reference (m > n and m < n, where S S^T is singular and pinv's cut-off matters)."""
+    import ngdlib.models as models
+    from ngdlib import reference
+
+    X = ngdlib.sphere(30, 5, seed=0)
+    r = torch.randn(30, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    paths = [c for c in models.COUNTS if c != "int8" or models._int8_counts(X.device)]
+    for m in (200, 4):
+        model = ngdlib.TwoLayerReLU(5, m, seed=2)
+        D = ngdlib.kfac_direction(model, X, r)
+        for c in paths:
+            assert torch.equal(ngdlib.kfac_direction(model, X, r, counts=c), D), (m, c)
+        # two formulas for the same (pseudo-)inverses in float64: round-off eps amplified by the condition numbers of
+        # the two factors (X^T X, and S S^T on its nonzero spectrum), x 100 for the constants of the solves
+        ev = torch.linalg.eigvalsh(model.gram(X) / (X @ X.T))            # S S^T = S01 S01^T / m
+        ev = ev[ev > 30 * torch.finfo(X.dtype).eps * ev.max()]
+        bound = 100 * torch.finfo(X.dtype).eps * float(torch.linalg.cond(X.T @ X)) * float(ev.max() / ev.min())
+        ref = reference.kfac_direction(model, X, r).reshape(D.shape)
+        assert float((D - ref).norm() / ref.norm()) <= bound, (m, bound)
+
+
+def test_count_paths_bad_names_and_resolution():
+    import ngdlib.models as models
+
+    X = ngdlib.sphere(6, 3, seed=0)
+    model = ngdlib.TwoLayerReLU(3, 40, seed=1)
+    for bad in ("fp8", "", None, 32, "TF32"):
+        with pytest.raises(ValueError, match="counts must be one of"):
+            model.gram(X, counts=bad)
+    assert models.resolve_counts("auto", "cuda", 10) == "tf32"             # CUDA's default (resolution only)
+    assert models.resolve_counts("auto", "cpu", 10) == "float32"          # small n on a CPU
+    int8 = models._int8_counts(torch.device("cpu"))
+    assert models.resolve_counts("auto", "cpu", models.INT8_MIN_N) == ("int8" if int8 else "float32")
+    assert models.resolve_counts("tf32", "cpu", 10) == "tf32"
+
+
+def test_int8_unavailable_is_a_clear_error(monkeypatch):
+    import ngdlib.models as models
+
+    monkeypatch.setitem(models._INT8_PROBE, ("cpu", None), False)
+    X = ngdlib.sphere(300, 3, seed=0)
+    model = ngdlib.TwoLayerReLU(3, 50, seed=1)
+    with pytest.raises(ValueError, match="counts='int8' needs torch._int_mm"):
+        model.gram(X, counts="int8")
+    S01 = model.activation_pattern(X)                                     # auto falls back to exact float32
+    assert torch.equal(model.gram(X), (X @ X.T) * (S01 @ S01.T) / 50)
+
+
+def test_memory_plan_and_the_recomputed_pattern(monkeypatch):
+    """CUDA's block plan, exercised on the CPU with a pretend memory budget: a pattern that does not fit is kept as
+    bools or recomputed in the second pass, blocks shrink to the budget, and nothing changes a bit."""
+    import ngdlib.models as models
+
+    assert models._plan_storage(1024, 2**20, torch.float32, 16 * 2**30) == torch.float32    # 4 GiB <= 8 GiB
+    assert models._plan_storage(1024, 2**20, torch.float32, 4 * 2**30) == torch.bool        # 4 GiB > 2 GiB >= 1 GiB
+    assert models._plan_storage(1024, 2**20, torch.float32, 2**30) is None                 # recomputed
+    assert models._plan_storage(10, 10, torch.float64, None) == torch.float64              # CPU: as before
+    assert models._block_units(1024, 2**20, 0, 2**30) == 2**20                             # no temporaries: one block
+    assert models._block_units(1024, 2**20, 4, 2**30) == 2**18                             # 1 GiB / (1024 * 4 B)
+    assert models._block_units(1024, 2**20, 4, None) == models.CHUNK_ENTRIES // 1024       # CPU: cache-sized
+
+    X = ngdlib.sphere(40, 6, seed=0)
+    model = ngdlib.TwoLayerReLU(6, 301, seed=1)
+    r = torch.randn(40, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    D, G = ngdlib.ngd_direction(model, X, r), model.gram(X)
+    for budget in (4 * 40 * 301 * 8, 4 * 40 * 301, 4000):     # keeps float64; keeps bools; recomputes (8-unit blocks)
+        monkeypatch.setattr(models, "_device_budget", lambda device, held=0, b=budget: b)
+        for counts in ("auto", "float32", "float64"):
+            assert torch.equal(ngdlib.ngd_direction(model, X, r, counts=counts), D), (budget, counts)
+            assert torch.equal(model.gram(X, counts=counts), G)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")
+@pytest.mark.parametrize("n,m", [(17, 300), (300, 4100), (1024, 65536)])
+def test_cuda_count_paths_are_exact(n, m, dtype):
+    """On CUDA every count path (TF32 by default, IEEE float32, int8 where cuBLAS's IMMA passes the probe, float64)
+    gives counts bit-identical to float64 counts of the same pattern; G is then the same on the CPU bit for bit
+    up to XX^T's rounding, and the NGD direction agrees with the CPU's to float round-off."""
+    import ngdlib.models as models
+
+    X = ngdlib.sphere(n, 16, seed=n, dtype=dtype, device="cuda")
+    model = ngdlib.TwoLayerReLU(16, m, seed=m, dtype=dtype, device="cuda")
+    S01 = model.activation_pattern(X).double()
+    exact = ((X @ X.T) * (S01 @ S01.T).to(dtype) / m)
+    paths = [c for c in models.COUNTS if c != "int8" or models._int8_counts(X.device)]
+    for counts in paths:
+        for chunk in (None, 1000):
+            assert torch.equal(model.gram(X, counts=counts, chunk=chunk), exact), (counts, chunk)
+    r = torch.randn(n, dtype=dtype, generator=torch.Generator().manual_seed(1)).to("cuda")
+    D = ngdlib.ngd_direction(model, X, r, check_assumption1=False)
+    for counts in paths:     # same pattern and G; J^T z by the same block shapes unless the plan differs
+        Dc = ngdlib.ngd_direction(model, X, r, check_assumption1=False, counts=counts)
+        assert float((Dc - D).norm() / D.norm()) <= 1e3 * torch.finfo(dtype).eps, counts
+    # the CPU direction from the same network and data, in float64 only (in float32 the two devices may round W X^T
+    # differently and flip an activation whose pre-activation is within round-off of 0)
+    if n * m <= 2**22 and dtype == torch.float64:
+        Xc, mc, rc = X.cpu(), ngdlib.TwoLayerReLU(16, m, seed=m, dtype=dtype), r.cpu()
+        Dcpu = ngdlib.ngd_direction(mc, Xc, rc, check_assumption1=False)
+        cond = float(torch.linalg.cond(mc.gram(Xc).double()))
+        assert float((D.cpu() - Dcpu).norm() / Dcpu.norm()) <= 100 * torch.finfo(dtype).eps * cond
+
+
+def test_tf32_switch_restores_the_callers_setting():
+    """The TF32 switch around the CUDA count product (exercised on the flags, which exist without a GPU) leaves the
+    caller's matmul setting as it found it, whichever API (legacy or torch >= 2.9's fp32_precision) set it."""
+    import warnings
+
+    import ngdlib.models as models
+
+    mm = torch.backends.cuda.matmul
+    if not hasattr(mm, "fp32_precision"):
+        pytest.skip("torch < 2.9: only the legacy flag exists (saved and restored as a bool)")
+    start = mm.fp32_precision
+    try:
+        for setup in ("none", "ieee", "tf32"):
+            mm.fp32_precision = setup
+            for enabled in (True, False):
+                with models._cuda_tf32(enabled):
+                    assert mm.fp32_precision == ("tf32" if enabled else "ieee")
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        assert mm.allow_tf32 == enabled            # legacy and new flags agree (cuBLAS checks it)
+                assert mm.fp32_precision == setup
+    finally:
+        mm.fp32_precision = start
