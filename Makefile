@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: book test test-pages test-seeds venv clean
+.PHONY: book test test-pages test-seeds test-oracles venv venv-oracles clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,31 @@ test-pages: $(STAMP)
 # SEEDS=1,2,3 by default; SEED_NOTEBOOKS=<substring> restricts the notebooks.
 test-seeds: $(STAMP)
 	$(PY) -m pytest -p no:nbval -o addopts="" tests/seeds
+
+# The field's own libraries as independent oracles (neural-tangents + jax, curvlinops, mpmath), in a separate
+# environment created on first use: neural-tangents 0.6.5 needs numpy < 2. See requirements-oracles.txt for the
+# `--no-deps` step and the empty neural_tangents.experimental (only it needs tensorflow).
+OVENV  := .venv-oracles
+OPY    := $(OVENV)/bin/python
+OSTAMP := $(OVENV)/.installed
+
+venv-oracles: $(OSTAMP)
+
+$(OSTAMP): requirements-oracles.txt pyproject.toml
+	test -x $(OPY) || $(PYTHON) -m venv $(OVENV)
+	$(OPY) -m pip install --quiet --disable-pip-version-check -r requirements-oracles.txt
+	$(OPY) -m pip install --quiet --disable-pip-version-check --no-deps neural-tangents==0.6.5 \
+	    backpack-for-pytorch==1.7.1 curvlinops-for-pytorch==3.0.1
+	$(OPY) -c "import importlib.util as u, os; p = u.find_spec('neural_tangents').submodule_search_locations[0]; \
+	    open(os.path.join(p, 'experimental', '__init__.py'), 'w').write('# emptied by make venv-oracles\\n')"
+	$(OPY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(OPY) -c "import ngdlib, torch, numpy, jax, neural_tangents, curvlinops, mpmath"
+	touch $(OSTAMP)
+
+# ngdlib against neural-tangents (analytic and empirical NTK), curvlinops (GGN, K-FAC) and mpmath, on inputs and
+# seeds of their own; prints the comparison table (oracle | ngdlib function | max relative difference | tolerance).
+test-oracles: $(OSTAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(OPY) -m pytest -p no:cacheprovider -o addopts="" tests/oracles -q
 
 clean:
 	rm -rf _build
