@@ -63,7 +63,7 @@ $(OSTAMP): requirements-oracles.txt pyproject.toml
 # ngdlib against neural-tangents (analytic and empirical NTK), curvlinops (GGN, K-FAC) and mpmath, on inputs and
 # seeds of their own; prints the comparison table (oracle | ngdlib function | max relative difference | tolerance).
 test-oracles: $(OSTAMP)
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(OPY) -m pytest -p no:cacheprovider -o addopts="" tests/oracles -q
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(OPY) -m pytest -p no:cacheprovider -o addopts="" -W ignore::DeprecationWarning tests/oracles -q
 
 clean:
 	rm -rf _build

@@ -63,24 +63,36 @@ def note(comparison: str, oracle: str, function: str, value: float, tol: float, 
 
 
 def pinv_known_rank(M, rank: int, what: str, min_gap: float = 1e6):
-    """Dense pseudo-inverse of a symmetric PSD matrix whose rank is known from the structure.
+    """Dense pseudo-inverse of a symmetric matrix whose rank is known from the structure.
 
-    Keeps the ``rank`` largest eigenvalues and asserts that they are separated from the rest by at least
-    ``min_gap`` (ratio of the smallest kept to the largest dropped, the latter floored at ``eps * lambda_max``): a
-    cut-off decided by the structure, verified on the numbers, instead of a tuned threshold.
+    Keeps the ``rank`` eigenvalues of largest modulus (the tri-diagonal truncation of a PSD matrix is indefinite)
+    and asserts that they are separated from the rest by at least ``min_gap`` (ratio of the smallest kept modulus
+    to the largest dropped one, the latter floored at ``eps * max modulus``): a cut-off decided by the structure,
+    verified on the numbers, instead of a tuned threshold.
     """
     M = torch.as_tensor(M)
     M = (M + M.T) / 2
     evals, evecs = torch.linalg.eigh(M)
+    order = torch.argsort(evals.abs(), descending=True)
+    evals, evecs = evals[order], evecs[:, order]
     n = M.shape[0]
-    lmax = float(evals[-1])
-    kept = evals[n - rank:]
-    dropped = float(evals[: n - rank].abs().max()) if rank < n else 0.0
-    floor = max(dropped, EPS * lmax)
-    assert float(kept[0]) > min_gap * floor, (f"{what}: no eigen-gap at the structural rank {rank}: kept "
-                                              f"{float(kept[0]):.3e}, dropped up to {dropped:.3e}")
-    V = evecs[:, n - rank:]
+    top = float(evals.abs()[0])
+    kept = evals[:rank]
+    dropped = float(evals[rank:].abs().max()) if rank < n else 0.0
+    floor = max(dropped, EPS * top)
+    assert float(kept.abs().min()) > min_gap * floor, (f"{what}: no eigen-gap at the structural rank {rank}: "
+                                                       f"kept {float(kept.abs().min()):.3e}, dropped {dropped:.3e}")
+    V = evecs[:, :rank]
     return (V / kept) @ V.T
+
+
+def pinv_numerical_rank(M, what: str, rel: float = 1e-10, min_gap: float = 1e4):
+    """Pseudo-inverse at the numerical rank #{|lambda| > rel * max |lambda|}, asserting a clean gap of ``min_gap``
+    around the cut (used for K-FAC factors, whose rank depends on which ReLU units are active)."""
+    M = torch.as_tensor(M)
+    ev = torch.linalg.eigvalsh((M + M.T) / 2).abs()
+    rank = int((ev > rel * ev.max()).sum())
+    return pinv_known_rank(M, rank, what, min_gap=min_gap)
 
 
 def pytest_terminal_summary(terminalreporter):
