@@ -21,7 +21,7 @@ import torch
 import ngdlib
 from ngdlib import approx_fisher
 
-from .conftest import EPS, compare, max_rel, note
+from .conftest import EPS, S, compare, max_rel, note
 
 jax = pytest.importorskip("jax")
 jax.config.update("jax_enable_x64", True)
@@ -150,7 +150,7 @@ def nt_deep_factors(X, L, sw, sb, X2=None):
 
 
 # ------------------------------------------------------------------------------------------------------- tests
-@pytest.mark.parametrize("n,d,seed", [(40, 5, 1001), (25, 30, 1002)])
+@pytest.mark.parametrize("n,d,seed", [(40, 5, S(1001)), (25, 30, S(1002))])
 def test_limiting_gram_vs_neural_tangents(n, d, seed):
     X = random_sphere(n, d, seed)
     X2 = random_sphere(7, d, seed + 50)
@@ -187,7 +187,7 @@ def test_limiting_gram_vs_neural_tangents(n, d, seed):
 
 
 def test_first_layer_kernels_near_parallel_vs_mpmath():
-    X = near_pairs(6, 1003)
+    X = near_pairs(6, S(1003))
     K_mp, G_mp = mp_activation_and_gram(X)
     Xt = torch.from_numpy(X)
     # ngdlib's angle is 2 atan2(|x_i - x_j|, |x_i + x_j|): a few eps absolute everywhere, so entries (all <= 1/2)
@@ -216,9 +216,9 @@ def test_first_layer_kernels_near_parallel_vs_mpmath():
 @pytest.mark.parametrize("bias", [True, False])
 def test_deep_limiting_factors_vs_neural_tangents(bias):
     L, sw, sb, d = 4, math.sqrt(2.0), 0.3, 7
-    X = random_sphere(12, d, 1004) * 1.7           # non-unit inputs: K_0 = sw^2 X X^T / M0 + sb^2 scales them
-    X2 = random_sphere(5, d, 1005)
-    model = ngdlib.DeepMLP((d, 9, 9, 9), sigma_w=sw, sigma_b=sb, bias=bias, seed=1006)
+    X = random_sphere(12, d, S(1004)) * 1.7           # non-unit inputs: K_0 = sw^2 X X^T / M0 + sb^2 scales them
+    X2 = random_sphere(5, d, S(1005))
+    model = ngdlib.DeepMLP((d, 9, 9, 9), sigma_w=sw, sigma_b=sb, bias=bias, seed=S(1006))
     ours = approx_fisher.limiting_factors(model, torch.from_numpy(X))
     ours_x = approx_fisher.limiting_factors(model, torch.from_numpy(X), torch.from_numpy(X2))
     theirs, kfn = nt_deep_factors(X, L, sw, sb if bias else None)
@@ -246,8 +246,8 @@ def test_deep_limiting_factors_vs_neural_tangents(bias):
 def test_deep_limiting_factors_near_parallel_vs_mpmath():
     """approx_fisher's limiting factors take arccos of a rounded cosine (like neural-tangents): measured here."""
     L, sw, sb, d = 3, math.sqrt(2.0), 0.1, 6
-    X = near_pairs(d, 1007)
-    model = ngdlib.DeepMLP((d, 5, 5), sigma_w=sw, sigma_b=sb, bias=True, seed=1008)
+    X = near_pairs(d, S(1007))
+    model = ngdlib.DeepMLP((d, 5, 5), sigma_w=sw, sigma_b=sb, bias=True, seed=S(1008))
     ours = approx_fisher.limiting_factors(model, torch.from_numpy(X))
     exact = mp_limiting_factors(X, L, sw, sb)
     theirs, _ = nt_deep_factors(X, L, sw, sb)

@@ -26,7 +26,7 @@ from torch import nn
 import ngdlib
 from ngdlib import approx_fisher
 
-from .conftest import EPS, compare, note, pinv_known_rank, pinv_numerical_rank
+from .conftest import EPS, S, compare, note, pinv_known_rank, pinv_numerical_rank
 
 curvlinops = pytest.importorskip("curvlinops")
 from curvlinops import (CGInverseLinearOperator, FisherType, GGNLinearOperator,  # noqa: E402
@@ -64,7 +64,7 @@ def two_layer_case(n, m, d, seed):
     return X, y, model, net, data
 
 
-@pytest.mark.parametrize("n,m,d,seed", [(12, 40, 5, 1301)])
+@pytest.mark.parametrize("n,m,d,seed", [(12, 40, 5, S(1301))])
 def test_two_layer_ggn_ngd_kfac_vs_curvlinops(n, m, d, seed):
     X, y, model, net, data = two_layer_case(n, m, d, seed)
     params = [net.first.weight]
@@ -203,9 +203,9 @@ def oracle_kernels(model, X, X_test, variants):
 
 CASES = [
     # (name, widths, activation, bias, N, seed, variants)
-    ("relu L=3", (10, 12, 12), "relu", True, 8, 1401, ("exact", "block_diag", "tri_diag", "kfac", "unit_wise")),
-    ("tanh L=3", (10, 12, 12), "tanh", True, 8, 1402, ("unit_wise", "kfac")),
-    ("relu L=5 (T singular)", (10, 16, 16, 16, 16), "relu", True, 8, 1403, ("tri_diag", "block_diag")),
+    ("relu L=3", (10, 12, 12), "relu", True, 8, S(1401), ("exact", "block_diag", "tri_diag", "kfac", "unit_wise")),
+    ("tanh L=3", (10, 12, 12), "tanh", True, 8, S(1402), ("unit_wise", "kfac")),
+    ("relu L=5 (T singular)", (10, 16, 16, 16, 16), "relu", True, 8, S(1403), ("tri_diag", "block_diag")),
 ]
 
 
@@ -264,10 +264,10 @@ def test_kfac_raw_vs_forster_vs_curvlinops():
     """K-FAC with M_0 < N: raw inputs are far from isotropic; inputs in radial isotropic position (Forster) give
     alpha = N (L - 2) + M_0 + 1 (no bias). Both kernels from curvlinops' K-FAC factors."""
     N, widths = 10, (4, 14, 14)
-    model = ngdlib.DeepMLP(widths, bias=False, seed=1501)
-    X_raw = ngdlib.sphere(N, widths[0], seed=1502)
+    model = ngdlib.DeepMLP(widths, bias=False, seed=S(1501))
+    X_raw = ngdlib.sphere(N, widths[0], seed=S(1502))
     X_f, _ = ngdlib.forster(X_raw)
-    X_test = ngdlib.sphere(4, widths[0], seed=1503)
+    X_test = ngdlib.sphere(4, widths[0], seed=S(1503))
     tol = 1e-7  # as in test_part2_function_kernels_vs_curvlinops
     mapping = "(2/N) J KFAC(mean)^+ J^T, K-FAC blocks from curvlinops (type-2), dense pinv per block"
     spreads = {}

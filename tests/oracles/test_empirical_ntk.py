@@ -15,7 +15,7 @@ import torch
 import ngdlib
 from ngdlib import approx_fisher
 
-from .conftest import EPS, compare
+from .conftest import EPS, S, compare
 
 jax = pytest.importorskip("jax")
 jax.config.update("jax_enable_x64", True)
@@ -41,7 +41,7 @@ def two_layer_jax(model):
     return apply_fn, jnp.asarray(model.W.detach().numpy())
 
 
-@pytest.mark.parametrize("n,m,d,seed", [(30, 200, 6, 1101), (300, 64, 10, 1102)])
+@pytest.mark.parametrize("n,m,d,seed", [(30, 200, 6, S(1101)), (300, 64, 10, S(1102))])
 def test_two_layer_gram_jacobian_ngd_vs_neural_tangents(n, m, d, seed):
     # n = 300 >= INT8_MIN_N exercises the int8 count path of model.gram on CPUs that have it
     X = sphere_np(n, d, seed)
@@ -105,8 +105,8 @@ def layer_jacobians_jax(apply_fn, params, X, model):
     return out
 
 
-@pytest.mark.parametrize("activation,bias,widths,seed", [("relu", True, (5, 24, 16), 1201),
-                                                         ("tanh", False, (7, 12, 12, 10), 1202)])
+@pytest.mark.parametrize("activation,bias,widths,seed", [("relu", True, (5, 24, 16), S(1201)),
+                                                         ("tanh", False, (7, 12, 12, 10), S(1202))])
 def test_deep_ntk_jacobians_directions_vs_neural_tangents(activation, bias, widths, seed):
     N = 9
     X = sphere_np(N, widths[0], seed) * 1.3
