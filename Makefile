@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: book test test-pages test-seeds bench-gpu venv clean
+.PHONY: book test test-pages test-seeds test-oracles bench-gpu venv venv-oracles clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,31 @@ test-seeds: $(STAMP)
 # The GPU table of chapters/perf/cost (run on a machine with CUDA; needs only torch and this checkout, no .venv).
 bench-gpu:
 	PYTHONPATH=. $(PYTHON) -m ngdlib.bench --device cuda --json chapters/perf/bench-cuda.json
+
+# The field's own libraries as independent oracles (neural-tangents + jax, curvlinops, mpmath), in a separate
+# environment created on first use: neural-tangents 0.6.5 needs numpy < 2. See requirements-oracles.txt for the
+# `--no-deps` step and the empty neural_tangents.experimental (only it needs tensorflow).
+OVENV  := .venv-oracles
+OPY    := $(OVENV)/bin/python
+OSTAMP := $(OVENV)/.installed
+
+venv-oracles: $(OSTAMP)
+
+$(OSTAMP): requirements-oracles.txt pyproject.toml
+	test -x $(OPY) || $(PYTHON) -m venv $(OVENV)
+	$(OPY) -m pip install --quiet --disable-pip-version-check -r requirements-oracles.txt
+	$(OPY) -m pip install --quiet --disable-pip-version-check --no-deps neural-tangents==0.6.5 \
+	    backpack-for-pytorch==1.7.1 curvlinops-for-pytorch==3.0.1
+	$(OPY) -c "import importlib.util as u, os; p = u.find_spec('neural_tangents').submodule_search_locations[0]; \
+	    open(os.path.join(p, 'experimental', '__init__.py'), 'w').write('# emptied by make venv-oracles\\n')"
+	$(OPY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	$(OPY) -c "import ngdlib, torch, numpy, jax, neural_tangents, curvlinops, mpmath"
+	touch $(OSTAMP)
+
+# ngdlib against neural-tangents (analytic and empirical NTK), curvlinops (GGN, K-FAC) and mpmath, on inputs and
+# seeds of their own; prints the comparison table (oracle | ngdlib function | max relative difference | tolerance).
+test-oracles: $(OSTAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(OPY) -m pytest -p no:cacheprovider -o addopts="" -W ignore::DeprecationWarning tests/oracles -q
 
 clean:
 	rm -rf _build

@@ -11,9 +11,11 @@ For each size (n, m, d) and dtype it times the direction :math:`J^\\top G^{-1} r
 - ``dense``: the naive path, the n x (m d) Jacobian by ``torch.func.jacrev``, then G = J J^T, a Cholesky solve and
   J^T z;
 - ``cg``: matrix-free output-space conjugate gradient on (J J^T) z = r with ``torch.func`` jvp/vjp, then J^T z;
-- ``curvlinops``: curvlinops' GGN operator with CG in parameter space. It is reported, not run: curvlinops-for-pytorch
-  3.0.1 requires backpack-for-pytorch, which pulls torchvision and torch 2.14 (a multi-GB CUDA build), so it does not
-  install beside the pinned torch==2.13.0, and an untested comparison is not shipped.
+- ``curvlinops``: curvlinops' ``GGNLinearOperator`` (``MSELoss(reduction='mean')``, so GGN = 2F) inverted by its
+  ``CGInverseLinearOperator`` (GPyTorch's ``linear_cg``) in the md-dimensional parameter space, applied to the mean
+  loss's gradient 2 J^T r / n: the minimum-norm solution is F^+ grad L = J^T G^{-1} r, ngdlib's direction. It runs
+  where curvlinops imports: in the oracle environment (``make venv-oracles``; run ``.venv-oracles/bin/python -m
+  ngdlib.bench``), not in the book's .venv, which does not carry it (see the chapter "The cost of natural gradient").
 
 It reports the median time over repeats, the ratio of each peer's time to ngdlib's, the peak extra memory (CUDA:
 the allocator's peak; CPU: resident memory sampled every 0.5 ms, with glibc's malloc told to return blocks of 32 MiB
@@ -43,7 +45,8 @@ from .curvature import ngd_direction
 from .data import sphere
 from .models import TwoLayerReLU
 
-__all__ = ["run", "matmul_peak", "ngd_flops", "METHODS", "QUICK_SIZES", "FULL_SIZES", "CUDA_SIZES"]
+__all__ = ["run", "matmul_peak", "ngd_flops", "curvlinops_direction", "METHODS", "QUICK_SIZES", "FULL_SIZES",
+           "CUDA_SIZES"]
 
 METHODS = ("ngdlib", "ngdlib-f32", "dense", "cg", "curvlinops")
 
@@ -232,10 +235,38 @@ def _curvlinops_status() -> str | None:
     try:
         import curvlinops  # noqa: F401
     except Exception as err:  # ImportError, or a broken dependency
-        return (f"not available ({type(err).__name__}: {err}); curvlinops-for-pytorch 3.0.1 pulls "
-                "backpack-for-pytorch, which requires torchvision and torch 2.14 (a multi-GB CUDA build), so it does "
-                "not install beside the pinned torch==2.13.0")
+        return (f"not available in this environment ({type(err).__name__}: {err}); it is installed in the oracle "
+                "environment: make venv-oracles, then .venv-oracles/bin/python -m ngdlib.bench")
     return None
+
+
+def curvlinops_direction(model, X, r, tol: float | None = None, max_iter: int = 5000):
+    """curvlinops' GGN + CG in parameter space: ``CGInverseLinearOperator(GGNLinearOperator) @ grad``.
+
+    The network is mirrored as ``nn.Linear(d, m) -> relu -> nn.Linear(m, 1)`` holding the model's W and the fixed
+    a / sqrt(m) (not a parameter), the loss is ``MSELoss(reduction='mean')`` against y = u - r, so the GGN is
+    2 J^T J / n = 2F and the gradient (by autograd) is 2 J^T r / n; CG from zero on this consistent singular system
+    stays in range(F) and returns F^+ grad L = J^T G^{-1} r, shaped m x d. Stopping: relative residual ``tol``
+    (1e-10 in float64, 1e-5 in float32, as ``cg``).
+    """
+    from torch import nn
+    from curvlinops import CGInverseLinearOperator, GGNLinearOperator
+
+    tol = (1e-10 if X.dtype == torch.float64 else 1e-5) if tol is None else tol
+    first = nn.Linear(model.d, model.m, bias=False, dtype=X.dtype, device=X.device)
+    out = nn.Linear(model.m, 1, bias=False, dtype=X.dtype, device=X.device)
+    with torch.no_grad():
+        first.weight.copy_(model.W)
+        out.weight.copy_(model.a[None, :] / math.sqrt(model.m))
+    out.weight.requires_grad_(False)
+    net = nn.Sequential(first, nn.ReLU(), out)
+    y = (model(X) - r).detach()[:, None]
+    loss_fn = nn.MSELoss(reduction="mean")
+    (grad,) = torch.autograd.grad(loss_fn(net(X), y), [first.weight])
+    ggn = GGNLinearOperator(net, loss_fn, [first.weight], [(X, y)], check_deterministic=False)
+    inv = CGInverseLinearOperator(ggn, tolerance=tol, max_iter=max_iter, eps=1e-300 if X.dtype == torch.float64
+                                  else 1e-30, stop_updating_after=0.0)
+    return (inv @ grad.reshape(-1)).reshape(model.m, model.d)
 
 
 # ---------------------------------------------------------------------------------------------------- the run
@@ -320,13 +351,11 @@ def run(sizes=None, quick: bool = False, device=None, repeats: int | None = None
                 row.update(status=f"out of memory (needs about {need:.1f} GiB: J and jacrev's intermediates)")
                 rows.append(row)
                 continue
-            if method == "curvlinops":
-                # Reported, not run: curvlinops does not install beside the pinned torch (see _curvlinops_status);
-                # where it does import, wiring its GGN operator with CG here is left to that environment.
-                row.update(status=cl_status or "installed, but not wired into this benchmark (untested here)")
+            if method == "curvlinops" and cl_status:
+                row.update(status=cl_status)       # runs in the oracle environment only (see _curvlinops_status)
                 rows.append(row)
                 continue
-            if method == "cg":
+            if method in ("cg", "curvlinops"):
                 # CG needs ~sqrt(cond) iterations of ~8nmd flops: skip where one solve would exceed the time cap
                 est = 8 * n * m * d * 60 / peaks[dtname] * 5
                 if est > cg_max_seconds:
@@ -342,7 +371,8 @@ def run(sizes=None, quick: bool = False, device=None, repeats: int | None = None
                     continue
                 fn = (lambda c=NGDLIB_COUNTS[method]: ngd_direction(model, X, r, check_assumption1=False, counts=c))
             else:
-                fn = {"dense": lambda: dense_direction(model, X, r), "cg": lambda: cg_direction(model, X, r)}[method]
+                fn = {"dense": lambda: dense_direction(model, X, r), "cg": lambda: cg_direction(model, X, r),
+                      "curvlinops": lambda: curvlinops_direction(model, X, r)}[method]
             try:
                 with _PeakRSS(device) as mem:
                     fn()

@@ -39,7 +39,11 @@ def test_quick_bench_directions_agree(quick):
                                                                                   else 1e-3)
             assert r["rel_diff_to_ngdlib"] <= allowed, r
         if r["method"] == "curvlinops":
+            # runs where curvlinops imports (the oracle environment, .venv-oracles); CG in parameter space with the
+            # same stopping tolerance as cg, amplified by at most sqrt(cond(G)) ~ 10 at these sizes
             assert r["status"] == "ok" or r["status"].startswith("not available"), r
+            if r["status"] == "ok":
+                assert r["rel_diff_to_ngdlib"] <= (1e-8 if r["dtype"] == "float64" else 1e-3), r
 
 
 def test_flop_model():
