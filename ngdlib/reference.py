@@ -164,12 +164,12 @@ DEEP_VARIANTS = ("exact", "block_diag", "tri_diag", "kfac", "unit_wise")
 PINV_RTOL = 1e-10
 
 
-def _deep_guard(model) -> None:
+def _deep_guard(model, dense: bool = True) -> None:
     from .deep import DeepMLP
 
     if not isinstance(model, DeepMLP):
         raise ValueError(f"the deep dense oracle needs an ngdlib.DeepMLP, got {type(model).__name__}")
-    if model.n_params() > MAX_PARAMS:
+    if dense and model.n_params() > MAX_PARAMS:
         raise ValueError(f"ngdlib.reference is for tiny sizes: {model.n_params()} parameters > {MAX_PARAMS} "
                          "(the dense Fisher would be P x P); use ngdlib.approx_fisher instead")
 
@@ -206,10 +206,14 @@ def deep_forward(model, X: torch.Tensor, blocks=None, eps=None):
     """Outputs f (N,), pre-activations u_l and layer inputs a_{l-1} of a DeepMLP, written from the definition.
 
     ``blocks`` (default: the model's, detached) replaces the parameters; ``eps`` (list of L tensors N x M_l) is added to
-    the pre-activations (to differentiate with respect to them). Returns ``(f, us, inputs)``.
+    the pre-activations (to differentiate with respect to them). Returns ``(f, us, inputs)``. Any size (nothing
+    P x P is formed).
     """
-    _deep_guard(model)
+    _deep_guard(model, dense=False)
+    _deep_inputs(model, X)
     blocks = [p.detach() for p in model.blocks] if blocks is None else list(blocks)
+    if len(blocks) != model.L:
+        raise ValueError(f"blocks must be a list of L = {model.L} parameter blocks, got {len(blocks)}")
     h, us, inputs = X, [], []
     for l, P in enumerate(blocks):
         u, a = _layer(model, P, h, l)
@@ -232,8 +236,9 @@ def deep_jacobian(model, X: torch.Tensor) -> torch.Tensor:
 
 def deep_factors(model, X: torch.Tensor):
     """K-FAC factors from the definition: per layer the inputs a_{l-1} (N x |row of P_l|), with u_l = P_l a_{l-1},
-    and the error signals D_l = df/du_l (N x M_l) by autograd of :func:`deep_forward` at perturbed pre-activations."""
-    _deep_guard(model)
+    and the error signals D_l = df/du_l (N x M_l) by autograd of :func:`deep_forward` at perturbed pre-activations.
+    Any size (nothing P x P is formed)."""
+    _deep_guard(model, dense=False)
     _deep_inputs(model, X)
     _, _, inputs = deep_forward(model, X)
     zeros = [torch.zeros(X.shape[0], m, dtype=X.dtype, device=X.device) for m in model.widths[1:]]
