@@ -261,6 +261,8 @@ def deep_fisher_approx(model, X: torch.Tensor, variant: str) -> torch.Tensor:
     restricted to the layer blocks (``block_diag``), the layer pairs |l - l'| <= 1 (``tri_diag``), the unit blocks
     (``unit_wise``), or per layer (D_l^T D_l / N) kron (A_{l-1}^T A_{l-1} / N) (``kfac``, :func:`deep_factors`)."""
     _deep_variant(variant)
+    _deep_guard(model)
+    _deep_inputs(model, X)
     n = X.shape[0]
     if variant == "kfac":
         inputs, D = deep_factors(model, X)
@@ -306,7 +308,10 @@ class DenseKernel:
 
     def rel_error(self, K: torch.Tensor, target: torch.Tensor | None = None) -> float:
         r""":math:`\|K - T\|_F / \|T\|_F` with T = ``target`` (default: this dense kernel)."""
-        T = self.K if target is None else target
+        from ._checks import check_tensor
+
+        T = self.K if target is None else check_tensor("target", target, ndim=2)
+        check_tensor("K", K, ndim=2)
         check_same_dtype_device("K", K, "the dense kernel", T)
         if K.shape != T.shape:
             raise ValueError(f"K must have the shape of the dense kernel {tuple(T.shape)}, got {tuple(K.shape)}")
