@@ -486,17 +486,17 @@ class GridRow:
         return not math.isnan(self.err)
 
 
-def grid_rows(seed: int, variant: str, kernel, expected, **grid_kwargs) -> list:
+def grid_rows(seed: int, variant: str, kernel, expected, *, rtol: float = PINV_RTOL, **grid_kwargs) -> list:
     """Run one variant over :func:`deep_grid`: for each case the dense kernel from the definition, the library's
     kernel ``kernel(case)`` (or None where the library refuses by design) and the claim's prediction
-    ``expected(case)`` (an N x N matrix, or None where its hypothesis fails). Returns a list of :class:`GridRow`;
-    the caller asserts."""
+    ``expected(case)`` (an N x N matrix, or None where its hypothesis fails); ``rtol`` is the pseudo-inverse cut-off
+    of :func:`deep_kernel`. Returns a list of :class:`GridRow`; the caller asserts."""
     _deep_variant(variant)
     if not (callable(kernel) and callable(expected)):
         raise ValueError("kernel and expected must be callables taking a GridCase")
     rows = []
     for case in deep_grid(seed, **grid_kwargs):
-        dense = deep_kernel(case.model, case.X, variant)
+        dense = deep_kernel(case.model, case.X, variant, rtol=rtol)
         K = kernel(case)
         err = math.nan if K is None else dense.rel_error(K)
         E = expected(case)
