@@ -34,7 +34,9 @@ Public API in scope (``module.name``; classes with their public methods/properti
 * ngdlib.records: record records_dir environment; STATUSES
 * ngdlib.testing: tolerance assert_close assert_within_se fit_loglog_slope verdict PrecisionWarning; TOLERANCES
 * ngdlib.reference: jacobian gram fisher fisher_pinv loss_grad features kfac_preconditioner ngd_direction
-  kfac_direction gd_direction; MAX_PARAMS
+  kfac_direction gd_direction; deep_forward deep_jacobian deep_factors deep_fisher_approx deep_kernel DenseKernel .
+  tolerance rel_error gap; deep_grid GridCase . label; grid_rows GridRow . tol compared; layer_ranks factor_ranks
+  grid_table; MAX_PARAMS DEEP_VARIANTS
 * ngdlib.deep: DeepMLP(widths, activation, sigma_w, sigma_b, bias, seed, dtype, device) . dtype device d hidden
   layer_sizes n_params check_inputs forward_with forward signals layer_grams ntk jvp vjp layer_jacobian jacobian
   unit_jacobian autodiff_jacobian apply_step get_blocks set_blocks extra_repr; Signals . n; ACTIVATIONS,
@@ -271,6 +273,17 @@ SPECS += [
       X=_dX, Xt=_dX),
     S("approx_fisher.dense_direction", deep, lambda a: af.dense_direction(a["model"], a["X"], a["r"], "exact"),
       X=_dX, r=_r_muts(5)),
+    S("reference.deep_forward", deep, lambda a: reference.deep_forward(a["model"], a["X"]), X=_dX),
+    S("reference.deep_jacobian", deep, lambda a: reference.deep_jacobian(a["model"], a["X"]), X=_dX),
+    S("reference.deep_factors", deep, lambda a: reference.deep_factors(a["model"], a["X"]), X=_dX),
+    S("reference.deep_fisher_approx", deep, lambda a: reference.deep_fisher_approx(a["model"], a["X"], "kfac"), X=_dX),
+    S("reference.deep_kernel", deep, lambda a: reference.deep_kernel(a["model"], a["X"], "tri_diag", X_test=a["Xt"]),
+      X=_dX, Xt=_dX),
+    S("reference.layer_ranks", deep, lambda a: reference.layer_ranks(a["model"], a["X"]), X=_dX),
+    S("reference.factor_ranks", deep, lambda a: reference.factor_ranks(a["model"], a["X"]), X=_dX),
+    S("reference.DenseKernel.rel_error",
+      lambda: {"dk": reference.deep_kernel(deep()["model"], deep()["X"], "exact"), "K": torch.eye(5, dtype=F64)},
+      lambda a: a["dk"].rel_error(a["K"]), K=WITH_REF + [("short", "shape")]),
     S("approx_fisher.limiting_factors", deep, lambda a: af.limiting_factors(a["model"], a["X"], a["Xt"]),
       X=_dX, Xt=_dX),
     S("approx_fisher.limiting_function_kernel", deep,
@@ -636,6 +649,24 @@ CASES = [
      lambda: af.dense_fisher_approx(DeepMLP((50, 200)), ngdlib.sphere(3, 50), "exact"), "tiny sizes"),
     ("approx_fisher.dense_fisher_approx: unknown variant",
      lambda: af.dense_fisher_approx(deep()["model"], deep()["X"], "diag"), "variant"),
+    ("reference.deep_kernel: unknown variant", lambda: reference.deep_kernel(deep()["model"], deep()["X"], "diag"),
+     "variant"),
+    ("reference.deep_kernel: rho NaN", lambda: reference.deep_kernel(deep()["model"], deep()["X"], "exact", rho=NAN),
+     "rho"),
+    ("reference.deep_kernel: rtol out of range",
+     lambda: reference.deep_kernel(deep()["model"], deep()["X"], "exact", rtol=2.0), "rtol"),
+    ("reference.deep_kernel: too big", lambda: reference.deep_kernel(DeepMLP((50, 200)), ngdlib.sphere(3, 50), "exact"),
+     "tiny sizes"),
+    ("reference.deep_jacobian: not a DeepMLP", lambda: reference.deep_jacobian(core()["model"], core()["X"]),
+     "DeepMLP"),
+    ("reference.deep_forward: wrong number of blocks",
+     lambda: reference.deep_forward(deep()["model"], deep()["X"], blocks=[torch.ones(7, 7, dtype=F64)]), "blocks"),
+    ("reference.deep_grid: seed not an int", lambda: reference.deep_grid(1.5), "seed"),
+    ("reference.deep_grid: N not between the input dimensions", lambda: reference.deep_grid(0, n=3, d_small=3),
+     "d_small < n"),
+    ("reference.grid_rows: kernel not callable", lambda: reference.grid_rows(0, "exact", None, lambda c: None),
+     "callables"),
+    ("reference.grid_table: no rows", lambda: reference.grid_table([]), "non-empty"),
     ("approx_fisher.dense_kernel: rho NaN", lambda: af.dense_kernel(**_fk(), variant="exact", rho=NAN), "rho"),
     ("approx_fisher.dense_kernel: rho negative", lambda: af.dense_kernel(**_fk(), variant="exact", rho=-1.0), "rho"),
     ("approx_fisher.dense_direction: rho NaN", lambda: af.dense_direction(**_fk(), r=deep()["r"], variant="exact",
@@ -1049,6 +1080,14 @@ EXEMPT = {
     "records.records_dir": "no arguments (reads $NGDLIB_RECORDS / the working directory)",
     "records.environment": "no arguments",
     "testing.PrecisionWarning": "a warning class, raised by assert_close",
+    "reference.DenseKernel": "plain record returned by deep_kernel (validated there)",
+    "reference.DenseKernel.tolerance": "no arguments",
+    "reference.DenseKernel.gap": "property, no arguments",
+    "reference.GridCase": "plain record built by deep_grid (validated there)",
+    "reference.GridCase.label": "property, no arguments",
+    "reference.GridRow": "plain record built by grid_rows (validated there)",
+    "reference.GridRow.tol": "property, no arguments",
+    "reference.GridRow.compared": "property, no arguments",
 }
 
 
