@@ -73,6 +73,7 @@ __all__ = [
     "multi_output_signals",
     "multi_output_kernel",
     "dense_multi_output_kernel",
+    "damped_kfac_kernel",
 ]
 
 VARIANTS = ("exact", "block_diag", "tri_diag", "kfac", "unit_wise")
@@ -975,3 +976,52 @@ def dense_multi_output_kernel(model: DeepMLP, head: torch.Tensor, X: torch.Tenso
                               hermitian=True).contiguous(),
             torch.linalg.pinv(Al.T @ Al / n, hermitian=True).contiguous()) for Al, Dl in zip(As, Ds)])
     return J @ Ginv @ J.T / n
+
+
+# ------------------------------------------------------------------------------------------------- damped K-FAC
+def damped_kfac_kernel(model: DeepMLP, X: torch.Tensor, rho: float, *,
+                       X_test: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Function-space kernel of K-FAC with Tikhonov damping, :math:`\bar\Theta_\rho(X', X) = \frac1N J(X')\,
+    (G_{\rm KFAC} + \rho I)^{-1} J(X)^\top` with :math:`G_{\rm KFAC} = \bigoplus_l B_l \otimes A_l`,
+    :math:`B_l = D_l^\top D_l / N`, :math:`A_l = A_{l-1}^\top A_{l-1} / N` (the same convention as ``rho`` in
+    :func:`function_kernel`: the damping is added to the whole approximate Fisher, not to each factor).
+
+    Dual form: with the eigen-decompositions :math:`D_l D_l^\top = U \mathrm{diag}(\sigma^2) U^\top` and
+    :math:`A_{l-1} A_{l-1}^\top = W \mathrm{diag}(\mu^2) W^\top`, the nonzero spectrum of :math:`B_l \otimes A_l` is
+    :math:`\sigma_i^2\mu_j^2/N^2` on the directions :math:`v_i \otimes w_j`, and :math:`J` has no component outside
+    them, so
+
+    .. math::
+        \bar\Theta_\rho(x_n', x_m) = \frac1N \sum_l \sum_{i,j} \frac{P'_{ni} Q'_{nj} P_{mi} Q_{mj}}
+        {\sigma_i^2 \mu_j^2 / N^2 + \rho}, \qquad P = U\mathrm{diag}(\sigma),\ Q = W\mathrm{diag}(\mu),
+
+    (:math:`P' = D_l(X') D_l^\top U \mathrm{diag}(1/\sigma)`, likewise :math:`Q'`): :math:`O(N^2 r^2)` per layer,
+    never a parameter-space matrix. At :math:`\rho = 0` it is the pseudo-inverse kernel of ``function_kernel(...,
+    "kfac")``; as :math:`\rho \to \infty`, :math:`N\rho\,\bar\Theta_\rho \to \Theta` (the NTK: damped NGD becomes
+    gradient descent).
+
+    Raises:
+        ValueError: for a bad model or inputs, or ``rho`` negative, NaN or infinite.
+    """
+    _validate(model, X, X_test)
+    check_number("rho (the damping)", rho, low=0.0)
+    rho = float(rho)
+    s = model.signals(X)
+    s2 = s if X_test is None else model.signals(X_test)
+    n = s.n
+
+    def factor(F, F2):
+        evals, U = torch.linalg.eigh((F @ F.T + (F @ F.T).T) / 2)
+        keep = evals > 1e2 * n * torch.finfo(F.dtype).eps * evals[-1].clamp_min(0)
+        keep[: max(0, n - min(F.shape))] = False
+        lam, U = evals[keep], U[:, keep]
+        sig = lam.sqrt()
+        return U * sig, (F2 @ F.T) @ (U / sig), lam
+
+    out = 0
+    for A, D, A2, D2 in zip(s.A, s.D, s2.A, s2.D):
+        P, P2, lamD = factor(D, D2)
+        Q, Q2, lamA = factor(A, A2)
+        Wt = 1.0 / (lamD[:, None] * lamA[None, :] / n ** 2 + rho)
+        out = out + torch.einsum("ni,nj,ij,mi,mj->nm", P2, Q2, Wt, P, Q) / n
+    return check_finite_result("the damped K-FAC function kernel", out)

@@ -289,6 +289,8 @@ SPECS += [
     S("approx_fisher.dense_multi_output_kernel", _multi,
       lambda a: af.dense_multi_output_kernel(a["model"], a["head"], a["X"], "kfac"), X=_dX,
       head=WITH_REF + [("cols", "C x")]),
+    S("approx_fisher.damped_kfac_kernel", deep, lambda a: af.damped_kfac_kernel(a["model"], a["X"], 1e-3,
+                                                                               X_test=a["Xt"]), X=_dX, Xt=_dX),
 ]
 
 # ----------------------------------------------------------------------------------------------- deep linear (II-b)
@@ -572,6 +574,10 @@ CASES = [
      "layer index"),
     # ---------------------------------------------------------------- approx_fisher
     ("approx_fisher.tri_coefficients: L = 0", lambda: af.tri_coefficients(0), "L (the number of layers)"),
+    ("approx_fisher.damped_kfac_kernel: rho negative", lambda: af.damped_kfac_kernel(deep()["model"], deep()["X"], -1.0),
+     "rho"),
+    ("approx_fisher.damped_kfac_kernel: rho NaN", lambda: af.damped_kfac_kernel(deep()["model"], deep()["X"], NAN),
+     "rho"),
     ("approx_fisher.multi_output_kernel: unknown variant",
      lambda: af.multi_output_kernel(_multi()["model"], _multi()["head"], _multi()["X"], "diag"), "variant"),
     ("approx_fisher.multi_output_kernel: model not a DeepMLP",

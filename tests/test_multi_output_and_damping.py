@@ -1,5 +1,6 @@
-"""C-output networks (chapter K-MULTI): the dual kernels of ngdlib.approx_fisher.multi_output_kernel against the
-dense construction from the definition (torch.func Jacobian, masked / Kronecker-factored Fisher, pinv)."""
+"""C-output networks (chapter K-MULTI) and damped K-FAC (chapter K-DAMP): the dual kernels of ngdlib.approx_fisher
+(multi_output_kernel, damped_kfac_kernel) against the dense construction from the definition (torch.func Jacobian,
+masked / Kronecker-factored Fisher, pinv)."""
 import math
 
 import pytest
@@ -73,3 +74,25 @@ def test_bad_head():
         af.multi_output_kernel(net, head[:, :-1], X, "exact")
     with pytest.raises(ValueError, match="dtype"):
         af.multi_output_kernel(net, head.float(), X, "exact")
+
+
+# ------------------------------------------------------------------------------------------ damped K-FAC (K-DAMP)
+@pytest.mark.parametrize("rho", [0.0, 1e-6, 1e-2, 10.0])
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_damped_kfac_kernel_matches_dense(act, rho):
+    net = ngdlib.DeepMLP((7, 11, 11), activation=act, seed=3)
+    X, Xt = ngdlib.sphere(5, 7, seed=0), ngdlib.sphere(3, 7, seed=9)
+    K = af.damped_kfac_kernel(net, X, rho, X_test=Xt)
+    Kd = af.dense_kernel(net, X, "kfac", X_test=Xt, rho=rho)
+    torch.testing.assert_close(K, Kd, rtol=1e-8, atol=1e-8 * float(Kd.abs().max()))
+
+
+def test_damped_kfac_limits():
+    net = ngdlib.DeepMLP((7, 11, 11), activation="tanh", seed=3)
+    X = ngdlib.sphere(5, 7, seed=0)
+    torch.testing.assert_close(af.damped_kfac_kernel(net, X, 0.0), af.function_kernel(net, X, "kfac"),
+                               rtol=1e-10, atol=1e-10)
+    rho = 1e8
+    torch.testing.assert_close(5 * rho * af.damped_kfac_kernel(net, X, rho), net.ntk(X), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="rho"):
+        af.damped_kfac_kernel(net, X, -1.0)
