@@ -784,7 +784,7 @@ def _dense_inverse(model, X, G, variant, rho):
 
 # ----------------------------------------------------------------------------------------------- several outputs (C)
 @dataclass
-class MultiSignals:
+class MultiSignals(Signals):
     """Forward activations and backward signals of a :class:`~ngdlib.deep.DeepMLP` trunk with a C-output head.
 
     Attributes:
@@ -792,15 +792,9 @@ class MultiSignals:
         D: list of L tensors; ``D[l]`` (N x C x M_{l+1}) holds :math:`\\delta^c_{l+1}(x_n) = \\partial f_c(x_n) /
             \\partial u_{l+1}`; ``D[-1]`` is the identity :math:`\\delta^c_L = e_c` repeated over n.
         f: outputs (N x C).
+
+    ``n`` (the number of inputs) is inherited from :class:`~ngdlib.deep.Signals`.
     """
-
-    A: list
-    D: list
-    f: torch.Tensor
-
-    @property
-    def n(self) -> int:
-        return self.f.shape[0]
 
     @property
     def c(self) -> int:
