@@ -69,6 +69,11 @@ __all__ = [
     "dense_direction",
     "limiting_factors",
     "limiting_function_kernel",
+    "MultiSignals",
+    "multi_output_signals",
+    "multi_output_kernel",
+    "dense_multi_output_kernel",
+    "damped_kfac_kernel",
 ]
 
 VARIANTS = ("exact", "block_diag", "tri_diag", "kfac", "unit_wise")
@@ -775,3 +780,242 @@ def _dense_inverse(model, X, G, variant, rho):
                                              torch.linalg.pinv(Al.T @ Al / n, hermitian=True).contiguous())
                                   for Al, Dl in zip(A, D)])
     return torch.linalg.pinv(G, hermitian=True)
+
+
+# ----------------------------------------------------------------------------------------------- several outputs (C)
+@dataclass
+class MultiSignals(Signals):
+    """Forward activations and backward signals of a :class:`~ngdlib.deep.DeepMLP` trunk with a C-output head.
+
+    Attributes:
+        A: list of L tensors; ``A[l]`` is the scaled input of layer l+1 (N x (M_l + 1), or N x M_l without bias).
+        D: list of L tensors; ``D[l]`` (N x C x M_{l+1}) holds :math:`\\delta^c_{l+1}(x_n) = \\partial f_c(x_n) /
+            \\partial u_{l+1}`; ``D[-1]`` is the identity :math:`\\delta^c_L = e_c` repeated over n.
+        f: outputs (N x C).
+
+    ``n`` (the number of inputs) is inherited from :class:`~ngdlib.deep.Signals`.
+    """
+
+    @property
+    def c(self) -> int:
+        return self.f.shape[1]
+
+    def stacked(self) -> Signals:
+        """The N C "rows" (n, c), index n C + c, of the Jacobian :math:`J_{(n,c)} = \\delta^c(x_n) \\otimes a(x_n)`:
+        ``A`` repeated C times, ``D`` flattened, as a :class:`~ngdlib.deep.Signals` with N C rows."""
+        C = self.c
+        return Signals(A=[a.repeat_interleave(C, dim=0) for a in self.A],
+                       D=[d.reshape(-1, d.shape[2]) for d in self.D], f=self.f.reshape(-1))
+
+
+def _check_head(model: DeepMLP, head) -> torch.Tensor:
+    check_tensor("head", head, ndim=2)
+    cols = model.widths[-2] + int(model.bias)
+    if head.shape[1] != cols:
+        raise ValueError(f"head must be C x (M_(L-1) + bias) = C x {cols} (one row per output, like the output layer "
+                         f"block of the model), got {tuple(head.shape)}")
+    check_same_dtype_device("head", head, "the model", model)
+    return head
+
+
+def multi_output_signals(model: DeepMLP, head: torch.Tensor, X: torch.Tensor) -> MultiSignals:
+    r"""Signals of the C-output network that shares the hidden layers of ``model`` and replaces its output layer by
+    ``head`` (C x (M_{L-1} + 1); the model's own output block is ignored):
+
+    .. math::
+        f_c(x) = P^{\rm head}_c\, a_{L-1}(x), \qquad
+        \delta^c_{L-1} = \phi'(u_{L-1}) \odot \tfrac{\sigma_w}{\sqrt{M_{L-1}}} W^{\rm head\,\top}_{c}, \qquad
+        \delta^c_l = \phi'(u_l) \odot \tfrac{\sigma_w}{\sqrt{M_l}} W_{l+1}^\top \delta^c_{l+1} .
+
+    The Jacobian of output c at input n has the row :math:`J_{(n,c)} = [\delta^c_l(x_n) \otimes a_{l-1}(x_n)]_l`.
+
+    Raises:
+        ValueError: if ``model`` is not a DeepMLP, X does not fit it, or ``head`` has the wrong shape, dtype or
+            device, or is not finite.
+    """
+    _validate(model, X)
+    _check_head(model, head)
+    with torch.no_grad():
+        A, dphi = [], []
+        h = X
+        for l, P in enumerate(model.blocks[:-1]):
+            a = model._scaled_input(h)
+            A.append(a)
+            u = a @ P.T
+            if model.activation == "relu":
+                h, dp = torch.relu(u), (u > 0).to(u.dtype)
+            else:
+                h = torch.tanh(u)
+                dp = 1 - h * h
+            dphi.append(dp)
+        a = model._scaled_input(h)
+        A.append(a)
+        f = a @ head.T                                            # (N, C)
+        n, C = X.shape[0], head.shape[0]
+        D = [None] * model.L
+        delta = torch.eye(C, dtype=X.dtype, device=X.device).expand(n, C, C)   # (N, C, M_L = C)
+        D[-1] = delta
+        W_next = head
+        for l in range(model.L - 2, -1, -1):
+            m_l = model.widths[l + 1]
+            delta = dphi[l][:, None, :] * (delta @ W_next[:, :m_l]) * (model.sigma_w / math.sqrt(m_l))
+            D[l] = delta
+            W_next = model.blocks[l]
+        check_finite_result("the C-output signals", A + D + [f])
+    return MultiSignals(A=A, D=D, f=f)
+
+
+def multi_output_kernel(model: DeepMLP, head: torch.Tensor, X: torch.Tensor, variant: str) -> torch.Tensor:
+    r"""Function-space kernel :math:`\bar\Theta = \frac1N J G^+ J^\top` (N C x N C, rows (n, c) = n C + c) of the
+    C-output network of :func:`multi_output_signals`, with :math:`F = J^\top J / N` (the Fisher of the squared loss
+    :math:`\frac1{2N}\sum_{n,c}(f_c(x_n) - y_{nc})^2`, normalised by the number of inputs N, not N C).
+
+    Dual forms: exact, block_diag, tri_diag and unit_wise are those of :func:`function_kernel` applied to the N C
+    rows (:meth:`MultiSignals.stacked`); the unit-wise blocks are pseudo-inverted (each unit's Gram has rank at most
+    N < N C when C > 1). K-FAC uses the factors :math:`B_l = \frac1N\sum_{n,c}\delta^c_l\delta^{c\top}_l` and
+    :math:`A_l = \frac1N\sum_n a_{l-1}a_{l-1}^\top`:
+
+    .. math::
+        \bar\Theta_{\rm KFAC} = N \sum_l \big[P_{A_{l-1}} \otimes 1_C 1_C^\top\big] \odot P_{D_l}, \quad
+        P_{A} = A (A^\top A)^+ A^\top,\ P_{D} = D (D^\top D)^+ D^\top \ (D: N C \times M_l).
+
+    With every hidden width :math:`\ge N C` and :math:`M_0 (+1) \ge N` this is :math:`(N(L-1) + 1) I`: the same
+    :math:`\alpha` as for one output, under a width condition C times stronger.
+
+    Raises:
+        ValueError: for a bad model, inputs, head or variant; for exact / block_diag / tri_diag when a Gram matrix
+            that must be inverted is singular (the message names it).
+    """
+    _check_variant(variant)
+    ms = multi_output_signals(model, head, X)
+    s = ms.stacked()
+    n, C = ms.n, ms.c
+    if variant in ("exact", "block_diag", "tri_diag"):
+        Cs, grams = _coeff_maps(model, s, variant, 0.0, "raise")
+        return check_finite_result(f"the C-output function kernel ({variant})", sum(G @ M for G, M in zip(grams, Cs)))
+    if variant == "kfac":
+        out = 0
+        ones = torch.ones(C, C, dtype=X.dtype, device=X.device)
+        for A, D in zip(ms.A, s.D):
+            PA = torch.kron((A @ A.T) @ _projector_factor(A), ones)
+            PD = (D @ D.T) @ _projector_factor(D)
+            out = out + PA * PD
+        return check_finite_result("the C-output function kernel (kfac)", n * out)
+    out = 0
+    for l in range(model.L):
+        A, D = s.A[l], s.D[l]
+        maps = _unit_maps(model, s, l, 0.0, "pinv")
+        if maps[0] == "shared":                                   # C = 1 and a nonsingular input Gram
+            _, Kinv, Dinv = maps
+            out = out + ((A @ A.T) @ Kinv) * (D @ Dinv.T)
+        else:
+            out = out + torch.einsum("pi,pq,iqr->pr", D, A @ A.T, maps[1])
+    return check_finite_result("the C-output function kernel (unit_wise)", out)
+
+
+def dense_multi_output_kernel(model: DeepMLP, head: torch.Tensor, X: torch.Tensor, variant: str) -> torch.Tensor:
+    r"""Dense reference for :func:`multi_output_kernel` (tiny sizes): the Jacobian (N C x P) of the C-output network
+    by ``torch.func.jacrev``, :math:`F = J^\top J / N` masked to the variant's blocks (layers; |l - l'| <= 1; units,
+    the head's rows being the output units) or, for kfac, :math:`\bigoplus_l B_l \otimes A_l` with :math:`D_l` by
+    autodiff of the outputs with respect to perturbations of the pre-activations; then
+    :math:`\frac1N J G^+ J^\top` with ``torch.linalg.pinv`` ((B kron A)^+ = B^+ kron A^+ for kfac).
+
+    Raises:
+        ValueError: for a bad model, inputs, head or variant, or more than ``MAX_DENSE_PARAMS`` parameters.
+    """
+    _validate(model, X)
+    _check_variant(variant)
+    _check_head(model, head)
+    trunk = [p.detach() for p in model.blocks[:-1]]
+    params = trunk + [head.detach()]
+    n_par = sum(p.numel() for p in params)
+    if n_par > MAX_DENSE_PARAMS:
+        raise ValueError(f"the dense C-output reference is for tiny sizes: {n_par} parameters > {MAX_DENSE_PARAMS}")
+    act = torch.relu if model.activation == "relu" else torch.tanh
+    n, C = X.shape[0], head.shape[0]
+
+    def g(*ps, eps=None):
+        h = X
+        for l, P in enumerate(ps):
+            u = model._scaled_input(h) @ P.T + (0 if eps is None else eps[l])
+            h = act(u) if l < len(ps) - 1 else u
+        return h                                                  # (N, C)
+
+    jac = torch.func.jacrev(g, argnums=tuple(range(len(params))))(*params)
+    J = torch.cat([j.reshape(n * C, -1) for j in jac], dim=1)
+    F = J.T @ J / n
+    sizes = [p.numel() for p in params]
+    layer_of = torch.cat([torch.full((s,), l) for l, s in enumerate(sizes)]).to(F.device)
+    if variant == "exact":
+        Ginv = torch.linalg.pinv(F, hermitian=True)
+    elif variant in ("block_diag", "tri_diag"):
+        width = 0 if variant == "block_diag" else 1
+        G = F * ((layer_of[:, None] - layer_of[None, :]).abs() <= width).to(F.dtype)
+        Ginv = torch.linalg.pinv(G, hermitian=True)
+    elif variant == "unit_wise":
+        unit_of = torch.cat([l * 10**6 + torch.arange(p.shape[0]).repeat_interleave(p.shape[1])
+                             for l, p in enumerate(params)]).to(F.device)
+        G = F * (unit_of[:, None] == unit_of[None, :]).to(F.dtype)
+        Ginv = torch.linalg.pinv(G, hermitian=True)
+    else:
+        zeros = [torch.zeros(n, p.shape[0], dtype=X.dtype, device=X.device) for p in params]
+        Ds = torch.func.jacrev(lambda e: g(*params, eps=e).sum(0))(zeros)      # each (C, N, M_l)
+        h, As = X, []
+        for l, P in enumerate(params):
+            a = model._scaled_input(h)
+            As.append(a)
+            h = act(a @ P.T)
+        Ginv = torch.block_diag(*[torch.kron(
+            torch.linalg.pinv(Dl.permute(1, 0, 2).reshape(n * C, -1).T @ Dl.permute(1, 0, 2).reshape(n * C, -1) / n,
+                              hermitian=True).contiguous(),
+            torch.linalg.pinv(Al.T @ Al / n, hermitian=True).contiguous()) for Al, Dl in zip(As, Ds)])
+    return J @ Ginv @ J.T / n
+
+
+# ------------------------------------------------------------------------------------------------- damped K-FAC
+def damped_kfac_kernel(model: DeepMLP, X: torch.Tensor, rho: float, *,
+                       X_test: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Function-space kernel of K-FAC with Tikhonov damping, :math:`\bar\Theta_\rho(X', X) = \frac1N J(X')\,
+    (G_{\rm KFAC} + \rho I)^{-1} J(X)^\top` with :math:`G_{\rm KFAC} = \bigoplus_l B_l \otimes A_l`,
+    :math:`B_l = D_l^\top D_l / N`, :math:`A_l = A_{l-1}^\top A_{l-1} / N` (the same convention as ``rho`` in
+    :func:`function_kernel`: the damping is added to the whole approximate Fisher, not to each factor).
+
+    Dual form: with the eigen-decompositions :math:`D_l D_l^\top = U \mathrm{diag}(\sigma^2) U^\top` and
+    :math:`A_{l-1} A_{l-1}^\top = W \mathrm{diag}(\mu^2) W^\top`, the nonzero spectrum of :math:`B_l \otimes A_l` is
+    :math:`\sigma_i^2\mu_j^2/N^2` on the directions :math:`v_i \otimes w_j`, and :math:`J` has no component outside
+    them, so
+
+    .. math::
+        \bar\Theta_\rho(x_n', x_m) = \frac1N \sum_l \sum_{i,j} \frac{P'_{ni} Q'_{nj} P_{mi} Q_{mj}}
+        {\sigma_i^2 \mu_j^2 / N^2 + \rho}, \qquad P = U\mathrm{diag}(\sigma),\ Q = W\mathrm{diag}(\mu),
+
+    (:math:`P' = D_l(X') D_l^\top U \mathrm{diag}(1/\sigma)`, likewise :math:`Q'`): :math:`O(N^2 r^2)` per layer,
+    never a parameter-space matrix. At :math:`\rho = 0` it is the pseudo-inverse kernel of ``function_kernel(...,
+    "kfac")``; as :math:`\rho \to \infty`, :math:`N\rho\,\bar\Theta_\rho \to \Theta` (the NTK: damped NGD becomes
+    gradient descent).
+
+    Raises:
+        ValueError: for a bad model or inputs, or ``rho`` negative, NaN or infinite.
+    """
+    _validate(model, X, X_test)
+    check_number("rho (the damping)", rho, low=0.0)
+    rho = float(rho)
+    s = model.signals(X)
+    s2 = s if X_test is None else model.signals(X_test)
+    n = s.n
+
+    def factor(F, F2):
+        evals, U = torch.linalg.eigh((F @ F.T + (F @ F.T).T) / 2)
+        keep = evals > 1e2 * n * torch.finfo(F.dtype).eps * evals[-1].clamp_min(0)
+        keep[: max(0, n - min(F.shape))] = False
+        lam, U = evals[keep], U[:, keep]
+        sig = lam.sqrt()
+        return U * sig, (F2 @ F.T) @ (U / sig), lam
+
+    out = 0
+    for A, D, A2, D2 in zip(s.A, s.D, s2.A, s2.D):
+        P, P2, lamD = factor(D, D2)
+        Q, Q2, lamA = factor(A, A2)
+        Wt = 1.0 / (lamD[:, None] * lamA[None, :] / n ** 2 + rho)
+        out = out + torch.einsum("ni,nj,ij,mi,mj->nm", P2, Q2, Wt, P, Q) / n
+    return check_finite_result("the damped K-FAC function kernel", out)

@@ -121,6 +121,11 @@ def cha():
             "extra": torch.tensor([[3.1, 4.0], [2.9, 4.1]], dtype=F64)}
 
 
+def _multi():
+    """deep() with a 2-output head (C x (M_(L-1) + 1) = 2 x 9)."""
+    return {**deep(), "head": torch.randn(2, 9, generator=_g(7), dtype=F64)}
+
+
 def _ngd_run():
     a = deep()
     y = torch.linspace(0.0, 1.0, 5, dtype=F64)
@@ -288,6 +293,17 @@ SPECS += [
       X=_dX, Xt=_dX),
     S("approx_fisher.limiting_function_kernel", deep,
       lambda a: af.limiting_function_kernel(a["model"], a["X"], "block_diag", X_test=a["Xt"]), X=_dX, Xt=_dX),
+    # C outputs (K-MULTI): the head replaces the output block, C x (M_(L-1) + 1)
+    S("approx_fisher.multi_output_signals", _multi, lambda a: af.multi_output_signals(a["model"], a["head"], a["X"]),
+      X=_dX, head=WITH_REF + [("cols", "C x")]),
+    S("approx_fisher.multi_output_kernel", _multi,
+      lambda a: af.multi_output_kernel(a["model"], a["head"], a["X"], "unit_wise"), X=_dX,
+      head=WITH_REF + [("cols", "C x")]),
+    S("approx_fisher.dense_multi_output_kernel", _multi,
+      lambda a: af.dense_multi_output_kernel(a["model"], a["head"], a["X"], "kfac"), X=_dX,
+      head=WITH_REF + [("cols", "C x")]),
+    S("approx_fisher.damped_kfac_kernel", deep, lambda a: af.damped_kfac_kernel(a["model"], a["X"], 1e-3,
+                                                                               X_test=a["Xt"]), X=_dX, Xt=_dX),
 ]
 
 # ----------------------------------------------------------------------------------------------- deep linear (II-b)
@@ -584,6 +600,19 @@ CASES = [
      "layer index"),
     # ---------------------------------------------------------------- approx_fisher
     ("approx_fisher.tri_coefficients: L = 0", lambda: af.tri_coefficients(0), "L (the number of layers)"),
+    ("approx_fisher.damped_kfac_kernel: rho negative", lambda: af.damped_kfac_kernel(deep()["model"], deep()["X"], -1.0),
+     "rho"),
+    ("approx_fisher.damped_kfac_kernel: rho NaN", lambda: af.damped_kfac_kernel(deep()["model"], deep()["X"], NAN),
+     "rho"),
+    ("approx_fisher.multi_output_kernel: unknown variant",
+     lambda: af.multi_output_kernel(_multi()["model"], _multi()["head"], _multi()["X"], "diag"), "variant"),
+    ("approx_fisher.multi_output_kernel: model not a DeepMLP",
+     lambda: af.multi_output_kernel(ngdlib.TwoLayerReLU(3, 4), _multi()["head"], _multi()["X"], "exact"), "DeepMLP"),
+    ("approx_fisher.dense_multi_output_kernel: unknown variant",
+     lambda: af.dense_multi_output_kernel(_multi()["model"], _multi()["head"], _multi()["X"], "diag"), "variant"),
+    ("approx_fisher.dense_multi_output_kernel: too many parameters for the dense reference",
+     lambda: af.dense_multi_output_kernel(DeepMLP((6, 80, 80), seed=1), torch.ones(2, 81, dtype=F64),
+                                          ngdlib.sphere(5, 6, seed=0), "exact"), "tiny sizes"),
     ("approx_fisher.tri_coefficients: L is a float", lambda: af.tri_coefficients(3.0), "L (the number of layers)"),
     ("approx_fisher.tri_coefficients: L is a bool", lambda: af.tri_coefficients(True), "L (the number of layers)"),
     ("approx_fisher.isotropy: non-positive diagonal", lambda: af.isotropy(-torch.eye(3, dtype=F64)),
@@ -1070,6 +1099,10 @@ EXEMPT = {
     "approx_fisher.TriDiag": "plain record returned by tri_coefficients (validated there)",
     "approx_fisher.Isotropy": "plain record returned by isotropy (validated there)",
     "approx_fisher.NGDRun": "plain record returned by train_ngd (validated there)",
+    "approx_fisher.MultiSignals": "plain record returned by multi_output_signals (validated there)",
+    "approx_fisher.MultiSignals.n": "property, no arguments",
+    "approx_fisher.MultiSignals.c": "property, no arguments",
+    "approx_fisher.MultiSignals.stacked": "no arguments (reshapes a validated record)",
     "deep_linear.WhitenedData": "plain record returned by whitened_data (validated there)",
     "deep_linear.DeepLinearHistory": "plain record returned by train_gd (validated there)",
     "deep_linear.DeepLinearHistory.steps": "property, no arguments",
