@@ -50,6 +50,7 @@ import torch
 from ._checks import (check_finite_result, check_number, check_same_dtype_device, check_tensor, check_vector,
                       psd_eigh)
 from .deep import MAX_DENSE_PARAMS, DeepMLP, Signals
+from .kernels import relu_input_layer, relu_layer
 
 __all__ = [
     "VARIANTS",
@@ -601,18 +602,6 @@ def train_ngd(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, variant: str, lr
 
 
 # ------------------------------------------------------------------------------------------------------ infinite width
-def _relu_expectations(K: torch.Tensor):
-    """For u ~ N(0, K) (all pairs): E[relu(u_i) relu(u_j)] and E[1{u_i > 0} 1{u_j > 0}] (arc-cosine kernels)."""
-    d = torch.sqrt(torch.diagonal(K).clamp_min(0))
-    outer = d[:, None] * d[None, :]
-    rho = (K / outer.clamp_min(torch.finfo(K.dtype).tiny)).clamp(-1.0, 1.0)
-    theta = torch.arccos(rho)
-    theta.fill_diagonal_(0.0)
-    e_phi = outer / (2 * math.pi) * (torch.sin(theta) + (math.pi - theta) * torch.cos(theta))
-    e_dphi = (math.pi - theta) / (2 * math.pi)
-    return e_phi, e_dphi
-
-
 def limiting_factors(model: DeepMLP, X: torch.Tensor, X_test: torch.Tensor | None = None) -> list:
     r"""Infinite-width limits of the layer factors of a ReLU :class:`~ngdlib.deep.DeepMLP` (widths M_1.. -> infinity).
 
@@ -635,11 +624,11 @@ def limiting_factors(model: DeepMLP, X: torch.Tensor, X_test: torch.Tensor | Non
     n = X.shape[0]
     sw2 = model.sigma_w ** 2
     sb2 = model.sigma_b ** 2 if model.bias else 0.0
-    Ks = [sw2 * (Z @ Z.T) / model.d + sb2]
-    Sdots = []
+    K, c, q, w = relu_input_layer(Z, sw2, sb2)   # the arc-cosine recursion of ngdlib.kernels, stable near 0 and pi
+    Ks, Sdots = [K], []
     for _ in range(1, model.L):
-        e_phi, e_dphi = _relu_expectations(Ks[-1])
-        Ks.append(sw2 * e_phi + sb2)
+        K, c, q, w, e_dphi = relu_layer(c, q, w, sw2, sb2)
+        Ks.append(K)
         Sdots.append(sw2 * e_dphi)
     ones = torch.ones_like(Ks[0])
     out = []

@@ -28,7 +28,7 @@ Public API in scope (``module.name``; classes with their public methods/properti
 * ngdlib.models: TwoLayerReLU(d, m, nu, seed, dtype, device) . check_inputs forward activation_pattern features
   gram jvp vjp jacobian extra_repr; resolve_counts; COUNTS
 * ngdlib.curvature: ngd_direction ngd_step kfac_direction gd_direction validate gram_eigh
-* ngdlib.kernels: limiting_gram limiting_activation_gram
+* ngdlib.kernels: limiting_gram limiting_activation_gram angles relu_input_layer relu_layer
 * ngdlib.data: sphere forster
 * ngdlib.train: train, History . steps tensor; METHODS
 * ngdlib.records: record records_dir environment; STATUSES
@@ -75,6 +75,7 @@ import ngdlib
 from ngdlib import approx_fisher as af
 from ngdlib import chatterjee as ch
 from ngdlib import deep_linear as dl
+from ngdlib import kernels as kn
 from ngdlib import records, reference, testing
 from ngdlib import curvature as cv
 from ngdlib.deep import DeepMLP
@@ -124,6 +125,12 @@ def cha():
 def _multi():
     """deep() with a 2-output head (C x (M_(L-1) + 1) = 2 x 9)."""
     return {**deep(), "head": torch.randn(2, 9, generator=_g(7), dtype=F64)}
+
+
+def _relu_state():
+    """The state (diag, 1 - rho, 1 + rho) that kernels.relu_layer carries, for core()'s inputs."""
+    _, c, q, w = kn.relu_input_layer(core()["X"], 2.0, 0.1)
+    return {"c": c, "q": q, "w": w}
 
 
 def _ngd_run():
@@ -200,6 +207,11 @@ SPECS = [
     S("curvature.gram_eigh", core, lambda a: cv.gram_eigh(a["model"], a["X"]), X=_X_muts()),
     S("kernels.limiting_gram", core, lambda a: ngdlib.limiting_gram(a["X"]), X=BASIC),
     S("kernels.limiting_activation_gram", core, lambda a: ngdlib.limiting_activation_gram(a["X"]), X=BASIC),
+    S("kernels.angles", lambda: {**core(), "X2": core()["X"].clone()}, lambda a: kn.angles(a["X"], a["X2"]),
+      X=BASIC, X2=BASIC + [("cols", "same number of columns")]),
+    S("kernels.relu_input_layer", core, lambda a: kn.relu_input_layer(a["X"], 2.0, 0.1), X=BASIC),
+    S("kernels.relu_layer", _relu_state, lambda a: kn.relu_layer(a["c"], a["q"], a["w"], 2.0, 0.1),
+      c=BASIC, q=BASIC + [("short", "N x N")], w=BASIC + [("short", "N x N")]),
     S("data.forster", lambda: {"X": ngdlib.sphere(8, 3, seed=4)}, lambda a: ngdlib.forster(a["X"]), X=BASIC),
     S("train.train", core, lambda a: ngdlib.train(a["model"], a["X"], a["r"], steps=2, progress=False),
       X=_X_muts(), r=_r_muts(6)),
