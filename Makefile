@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: book test test-pages test-seeds venv clean
+.PHONY: book test test-pages test-seeds test-mutants venv clean
 
 venv: $(STAMP)
 
@@ -39,6 +39,13 @@ test-pages: $(STAMP)
 # SEEDS=1,2,3 by default; SEED_NOTEBOOKS=<substring> restricts the notebooks.
 test-seeds: $(STAMP)
 	$(PY) -m pytest -p no:nbval -o addopts="" tests/seeds
+
+# Mutation testing: each mutant of tests/mutants/catalogue.yml in its own temporary copy of the repository, against the
+# notebooks of its claims, then the unit tests of its module (JOBS=2 at a time, one BLAS thread each). MUTANTS=id1,id2
+# or CLAIMS=Z-T4 select a subset; the results are merged into tests/mutants/score.json (committed; the dashboard and
+# the page "Mutation testing" show them). Slow: about an hour on two cores for the whole catalogue.
+test-mutants: $(STAMP)
+	$(PY) -m tests.mutants.run
 
 clean:
 	rm -rf _build
