@@ -176,8 +176,11 @@ def _first_failure(xml_path: Path) -> tuple[str | None, str]:
     return None, ""
 
 
-def run_phase(root: Path, paths: list, name: str, timeout: float) -> dict:
-    """pytest on ``paths`` in the copy; ``outcome`` is pass / fail / timeout / error."""
+def run_phase(root: Path, paths: list, name: str, timeout: float, deselect=(), stop_first: bool = True) -> dict:
+    """pytest on ``paths`` in the copy; ``outcome`` is pass / fail / timeout / error.
+
+    ``deselect``: node ids to leave out (tests that already fail without any mutant). ``failed`` lists the node ids
+    that failed (from pytest's short summary)."""
     if not paths:
         return {"phase": name, "outcome": "pass", "seconds": 0.0, "paths": []}
     missing = [p for p in paths if not (root / p).exists()]
@@ -185,7 +188,8 @@ def run_phase(root: Path, paths: list, name: str, timeout: float) -> dict:
         return {"phase": name, "outcome": "error", "seconds": 0.0, "paths": paths,
                 "message": f"targets not found: {missing}"}
     xml = root / f"_{name}.xml"
-    cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", f"--junitxml={xml}", *paths]
+    cmd = [sys.executable, "-m", "pytest", *(["-x"] if stop_first else []), "-q", "-rfE", "-p", "no:cacheprovider",
+           f"--junitxml={xml}", *[a for d in deselect for a in ("--deselect", d)], *paths]
     t0 = time.monotonic()
     try:
         proc = subprocess.run(cmd, cwd=root, env=_env(root), capture_output=True, text=True, timeout=timeout)
@@ -193,7 +197,8 @@ def run_phase(root: Path, paths: list, name: str, timeout: float) -> dict:
         return {"phase": name, "outcome": "timeout", "seconds": round(time.monotonic() - t0, 1), "paths": paths,
                 "message": f"no result within {timeout:.0f} s"}
     secs = round(time.monotonic() - t0, 1)
-    res = {"phase": name, "seconds": secs, "paths": paths, "returncode": proc.returncode}
+    res = {"phase": name, "seconds": secs, "paths": paths, "returncode": proc.returncode,
+           "failed": re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, flags=re.M)}
     if proc.returncode in (0, 5):          # 5: nothing collected (e.g. a module without doctests)
         res["outcome"] = "pass"
     elif proc.returncode in (1, 2):        # failures, or a collection error caused by the mutant
@@ -208,7 +213,7 @@ def run_phase(root: Path, paths: list, name: str, timeout: float) -> dict:
     return res
 
 
-def run_mutant(m: dict, cat: dict, nbs: dict, timeout: float, keep: bool = False) -> dict:
+def run_mutant(m: dict, cat: dict, nbs: dict, timeout: float, keep: bool = False, deselect=()) -> dict:
     t0 = time.monotonic()
     notebooks, tests = targets(m, cat, nbs)
     base = {"id": m["id"], "claims": list(m["claims"]), "file": m["file"], "hash": entry_hash(m, cat, nbs),
@@ -223,7 +228,7 @@ def run_mutant(m: dict, cat: dict, nbs: dict, timeout: float, keep: bool = False
         phases = []
         outcome, killed_by, first, msg = "survived", None, None, ""
         for name, paths in (("notebooks", notebooks), ("tests", tests)):
-            ph = run_phase(tmp, paths, name, timeout)
+            ph = run_phase(tmp, paths, name, timeout, deselect=deselect if name == "tests" else ())
             phases.append(ph)
             if ph["outcome"] in ("fail", "timeout"):
                 outcome = "killed"
@@ -238,7 +243,7 @@ def run_mutant(m: dict, cat: dict, nbs: dict, timeout: float, keep: bool = False
                 break
         return {**base, "outcome": outcome, "killed_by": killed_by, "first_failure": first, "message": msg,
                 "seconds": round(time.monotonic() - t0, 1),
-                "phases": [{k: v for k, v in p.items() if k != "paths"} for p in phases]}
+                "phases": [{k: v for k, v in p.items() if k not in ("paths", "failed")} for p in phases]}
     finally:
         if keep:
             print(f"  kept {tmp}", flush=True)
@@ -246,12 +251,12 @@ def run_mutant(m: dict, cat: dict, nbs: dict, timeout: float, keep: bool = False
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def run_baseline(paths: list, timeout: float) -> dict:
+def run_baseline(paths: list, timeout: float, stop_first: bool = True) -> dict:
     """The unmutated copy on ``paths``: a mutant can only be killed by checks that pass without it."""
     tmp = Path(tempfile.mkdtemp(prefix="mutant-baseline-"))
     try:
         _make_copy(tmp)
-        return run_phase(tmp, paths, "baseline", timeout)
+        return run_phase(tmp, paths, "baseline", timeout, stop_first=stop_first)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -281,15 +286,23 @@ def _git_head() -> str | None:
         return None
 
 
-def write_score(cat: dict, new: dict, nbs: dict, wall: float, path: Path = SCORE) -> dict:
+_JOBS = [2]
+
+
+def write_score(cat: dict, new: dict, nbs: dict, wall: float | None, deselected=(), path: Path = SCORE,
+                finished: int | None = None) -> dict:
+    """Merge ``new`` results into score.json. ``wall`` None: an intermediate write (no run entry is added)."""
     old = json.loads(path.read_text()) if path.is_file() else {}
     results = {k: v for k, v in old.get("mutants", {}).items()}
     results.update(new)
     ids = [m["id"] for m in cat["mutants"]]
     results = {i: results[i] for i in ids if i in results}      # catalogue order; drop removed mutants
-    runs = old.get("runs", [])[-9:] + [{"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                                         "commit": _git_head(), "mutants": len(new), "wall_s": round(wall, 1),
-                                         "jobs": int(os.environ.get("JOBS", "2"))}]
+    runs = old.get("runs", [])[-9:]
+    if wall is not None:
+        runs.append({"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                     "commit": _git_head(), "mutants": finished if finished is not None else len(new),
+                     "wall_s": round(wall, 1), "jobs": _JOBS[0],
+                     "deselected_baseline_failures": list(deselected)})
     score = {"summary": summarise(cat, results, nbs), "runs": runs, "mutants": results}
     path.write_text(json.dumps(score, indent=1) + "\n")
     return score
@@ -319,7 +332,10 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", "2")), help="parallel mutants (env JOBS)")
     ap.add_argument("--timeout", type=float, default=float(os.environ.get("MUTANT_TIMEOUT", "900")),
                     help="seconds per pytest phase; a timeout counts as killed (env MUTANT_TIMEOUT)")
-    ap.add_argument("--baseline", action="store_true", help="first run the selected targets without any mutant")
+    ap.add_argument("--baseline", action="store_true",
+                    help="first run all selected targets (notebooks too) without any mutant; stop if one fails")
+    ap.add_argument("--no-test-baseline", action="store_true",
+                    help="skip the unmutated run of the unit tests (whose failures are otherwise deselected)")
     ap.add_argument("--list", action="store_true", help="list the selected mutants and their targets, run nothing")
     ap.add_argument("--keep", action="store_true", help="keep the temporary copies (for debugging)")
     ap.add_argument("--no-write", action="store_true", help="do not update score.json")
@@ -327,6 +343,7 @@ def main(argv=None) -> int:
 
     cat = load_catalogue()
     nbs = claim_notebooks()
+    _JOBS[0] = args.jobs
     chosen = select(cat, _split(args.mutants), _split(args.claims))
     if args.list:
         for m in chosen:
@@ -341,11 +358,22 @@ def main(argv=None) -> int:
         if b["outcome"] != "pass":
             print("the unmutated checks do not pass: mutation results would be meaningless", file=sys.stderr)
             return 1
-    print(f"{len(chosen)} mutants, {args.jobs} at a time", flush=True)
     t0 = time.monotonic()
+    deselect = []
+    if not args.no_test_baseline:
+        unit = list(dict.fromkeys(p for m in chosen for p in targets(m, cat, nbs)[1]))
+        print(f"unit-test baseline: {len(unit)} targets without a mutant ...", flush=True)
+        b = run_baseline(unit, args.timeout * 4, stop_first=False)
+        deselect = b.get("failed", [])
+        if b["outcome"] not in ("pass", "fail"):
+            print(f"unit-test baseline: {b['outcome']} {b.get('message', '')}", file=sys.stderr)
+            return 1
+        print(f"unit-test baseline: {b['outcome']} in {b['seconds']} s; deselected (they fail without a mutant): "
+              f"{deselect or 'none'}", flush=True)
+    print(f"{len(chosen)} mutants, {args.jobs} at a time", flush=True)
     new = {}
     with cf.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
-        futs = {pool.submit(run_mutant, m, cat, nbs, args.timeout, args.keep): m for m in chosen}
+        futs = {pool.submit(run_mutant, m, cat, nbs, args.timeout, args.keep, deselect): m for m in chosen}
         for fut in cf.as_completed(futs):
             m = futs[fut]
             try:
@@ -355,6 +383,8 @@ def main(argv=None) -> int:
                      "killed_by": None, "first_failure": None, "message": f"runner: {err!r}", "seconds": 0.0,
                      "hash": entry_hash(m, cat, nbs)}
             new[m["id"]] = r
+            if not args.no_write:       # after every mutant, so an interrupted run keeps what it measured
+                write_score(cat, {m["id"]: r}, nbs, None, deselect)
             by = f" by {r['killed_by']}" if r["killed_by"] else ""
             print(f"[{len(new):>3}/{len(chosen)}] {r['id']:<28} {r['outcome']}{by} ({r['seconds']} s) "
                   f"{r.get('first_failure') or ''} {r.get('message', '')[:120]}", flush=True)
@@ -362,7 +392,7 @@ def main(argv=None) -> int:
     if args.no_write:
         summary = summarise(cat, new, nbs)
     else:
-        summary = write_score(cat, new, nbs, wall)["summary"]
+        summary = write_score(cat, {}, nbs, wall, deselect, finished=len(new))["summary"]
     survivors = [r for r in new.values() if r["outcome"] != "killed"]
     print(f"\nwall time {wall:.0f} s for {len(new)} mutants")
     print("catalogue: {total} mutants; killed {killed} ({killed_by_notebook} by a notebook), survived {survived}, "
