@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: book test test-pages test-seeds test-oracles bench-gpu venv venv-oracles clean
+.PHONY: book test test-pages test-seeds test-oracles test-mutants bench-gpu venv venv-oracles clean
 
 venv: $(STAMP)
 
@@ -73,6 +73,13 @@ $(OSTAMP): requirements-oracles.txt pyproject.toml
 # seeds of their own; prints the comparison table (oracle | ngdlib function | max relative difference | tolerance).
 test-oracles: $(OSTAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(OPY) -m pytest -p no:cacheprovider -o addopts="" -W ignore::DeprecationWarning tests/oracles -q
+
+# Mutation testing: each mutant of tests/mutants/catalogue.yml in its own temporary copy of the repository, against the
+# notebooks of its claims, then the unit tests of its module (JOBS=2 at a time, one BLAS thread each). MUTANTS=id1,id2
+# or CLAIMS=Z-T4 select a subset; the results are merged into tests/mutants/score.json (committed; the dashboard and
+# the page "Mutation testing" show them). Slow: about an hour on two cores for the whole catalogue.
+test-mutants: $(STAMP)
+	$(PY) -m tests.mutants.run
 
 clean:
 	rm -rf _build

@@ -6,9 +6,15 @@ a table with one row per claim of ``claims.yml``: status, slack, the recorded su
 
 Strictness (the build runs with -W): a record whose ID is not in the catalogue, or a claim whose check page exists
 (label ``check-<ID>``) but which recorded nothing, is a warning and fails the build.
+
+Mutation testing (``make test-mutants``) writes ``tests/mutants/score.json``; the dashboard shows the overall score above
+the table and a column "mutants killed / total" per claim, and ``{mutation-table}`` (page ``mutation.md``) lists every
+mutant of ``tests/mutants/catalogue.yml`` with its outcome. Both read the committed files, so the build does not run
+the mutants; a mutant whose catalogue entry changed after its last run counts as "not run".
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -41,6 +47,10 @@ PROVENANCE = {
 
 
 class dashboard_placeholder(nodes.General, nodes.Element):
+    pass
+
+
+class mutation_placeholder(nodes.General, nodes.Element):
     pass
 
 
@@ -80,6 +90,51 @@ def _cell(*children):
     return entry
 
 
+def _mutation_runner(app):
+    """The runner module tests/mutants/run.py (stdlib + yaml only), for its catalogue and score helpers."""
+    path = Path(app.srcdir) / app.config.dashboard_mutants_runner
+    spec = importlib.util.spec_from_file_location("_ngd_mutants_run", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _load_mutants(app):
+    """(catalogue, current results by id, summary, last run) or None when there is no catalogue.
+
+    A result counts only if its hash matches the catalogue entry as it is now (else the mutant is "not run")."""
+    src = Path(app.srcdir)
+    cat_path = src / app.config.dashboard_mutants_catalogue
+    if not cat_path.is_file():
+        return None
+    run = _mutation_runner(app)
+    cat = run.load_catalogue(cat_path)
+    nbs = run.claim_notebooks(src)
+    score_path = src / app.config.dashboard_mutants_score
+    score = json.loads(score_path.read_text()) if score_path.is_file() else {}
+    results = {}
+    for m in cat["mutants"]:
+        r = score.get("mutants", {}).get(m["id"])
+        if r is not None and r.get("hash") == run.entry_hash(m, cat, nbs):
+            results[m["id"]] = r
+    summary = run.summarise(cat, results, nbs)
+    last = (score.get("runs") or [None])[-1]
+    return cat, results, summary, last
+
+
+def _mutation_sentence(summary, last) -> str:
+    if summary["total"] == 0:
+        return "The mutation catalogue is empty."
+    pct = f"{100 * summary['killed'] / summary['total']:.0f} %"
+    unit = summary["killed"] - summary["killed_by_notebook"]
+    text = (f"Mutation score: {summary['killed']} of {summary['total']} deliberate mistakes in ngdlib killed ({pct}; "
+            f"{summary['killed_by_notebook']} by a notebook, {unit} only by a unit test), "
+            f"{summary['survived']} survived, {summary['error']} errors, {summary['not run']} not run")
+    if last:
+        text += f" (last run {last.get('date')}, commit {last.get('commit')})"
+    return text + "."
+
+
 def _fmt_slack(rec) -> str:
     s = rec.get("slack")
     if s is None:
@@ -104,14 +159,24 @@ def fill_dashboard(app, doctree, docname):
     std = app.env.get_domain("std")
     counts = {}
     table = nodes.table(classes=["dashboard"])
-    tgroup = nodes.tgroup(cols=6)
+    mut = _load_mutants(app)
+    per_claim = {}
+    if mut:
+        cat, results, _, _ = mut
+        for m in cat["mutants"]:
+            r = results.get(m["id"])
+            for cid in m["claims"]:
+                k, t = per_claim.get(cid, (0, 0))
+                per_claim[cid] = (k + int(bool(r) and r["outcome"] == "killed"), t + 1)
+    tgroup = nodes.tgroup(cols=7)
     table += tgroup
-    for width in (10, 30, 10, 12, 8, 30):
+    for width in (10, 28, 10, 12, 7, 8, 28):
         tgroup += nodes.colspec(colwidth=width)
     thead = nodes.thead()
     tgroup += thead
     head = nodes.row()
-    for title in ("Claim", "Statement", "Whose statement", "Status", "Slack", "What the check measured"):
+    for title in ("Claim", "Statement", "Whose statement", "Status", "Slack", "Mutants killed",
+                  "What the check measured"):
         head += _cell(_para(nodes.Text(title)))
     thead += head
     tbody = nodes.tbody()
@@ -136,6 +201,9 @@ def fill_dashboard(app, doctree, docname):
         row += _cell(_para(nodes.Text(PROVENANCE[c["provenance"]])))
         row += _cell(_para(nodes.inline(status, status, classes=[STATUS_CLASS.get(status, "dash-missing")])))
         row += _cell(_para(nodes.Text(_fmt_slack(rec) if rec else "–")))
+        k, t = per_claim.get(cid, (0, 0))
+        row += _cell(_para(nodes.inline(f"{k}/{t}" if t else "–", f"{k}/{t}" if t else "–",
+                                        classes=["dash-ok" if t and k == t else "dash-open"] if t else [])))
         detail = rec["summary"] if rec else ""
         if rec and rec.get("slack_meaning"):
             detail += f" (slack: {rec['slack_meaning']})"
@@ -148,6 +216,91 @@ def fill_dashboard(app, doctree, docname):
         env_line = (f" Recorded by this build with torch {e.get('torch')}, "
                     f"{'GPU ' + e['cuda'] if e.get('cuda') else 'CPU'}, Python {e.get('python')}.")
     intro = _para(nodes.Text(f"{len(claims)} claims: {summary}.{env_line}"))
+    extra = []
+    if mut:
+        line = _para(nodes.Text(_mutation_sentence(mut[2], mut[3]) + " "))
+        if "mutation" in app.env.all_docs:
+            uri = app.builder.get_relative_uri(docname, "mutation")
+            line += nodes.reference("", "Mutation testing", refuri=uri, internal=True)
+            line += nodes.Text(" lists every mutant; the column \"Mutants killed\" counts the mutants attributed to "
+                               "each claim.")
+        extra.append(line)
+    for ph in placeholders:
+        ph.replace_self([intro, *extra, table])
+
+
+class MutationTable(SphinxDirective):
+    has_content = False
+
+    def run(self):
+        src = Path(self.env.srcdir)
+        for name in ("dashboard_mutants_catalogue", "dashboard_mutants_score", "dashboard_mutants_runner"):
+            self.env.note_dependency(str(src / getattr(self.config, name)))
+        return [mutation_placeholder()]
+
+
+def _literal_block_cell(text: str):
+    return _cell(nodes.literal_block(text, text))
+
+
+def fill_mutation_table(app, doctree, docname):
+    placeholders = list(doctree.findall(mutation_placeholder))
+    if not placeholders:
+        return
+    mut = _load_mutants(app)
+    if mut is None:
+        logger.warning(f"mutation table: no catalogue at {app.config.dashboard_mutants_catalogue}", location=docname)
+        for ph in placeholders:
+            ph.replace_self([])
+        return
+    cat, results, summary, last = mut
+    std = app.env.get_domain("std")
+    table = nodes.table(classes=["dashboard", "mutants"])
+    tgroup = nodes.tgroup(cols=6)
+    table += tgroup
+    for width in (12, 8, 34, 18, 8, 20):
+        tgroup += nodes.colspec(colwidth=width)
+    thead = nodes.thead()
+    tgroup += thead
+    head = nodes.row()
+    for title in ("Mutant", "Claims", "Change", "Why an author could make it", "Outcome", "Killed by / why it survives"):
+        head += _cell(_para(nodes.Text(title)))
+    thead += head
+    tbody = nodes.tbody()
+    tgroup += tbody
+    for m in cat["mutants"]:
+        r = results.get(m["id"])
+        outcome = r["outcome"] if r else "not run"
+        row = nodes.row()
+        row += _cell(_para(nodes.literal(m["id"], m["id"])))
+        claims_para = nodes.paragraph()
+        for i, cid in enumerate(m["claims"]):
+            if i:
+                claims_para += nodes.Text(", ")
+            label = std.labels.get(f"check-{cid}".lower())
+            if label:
+                uri = app.builder.get_relative_uri(docname, label[0]) + "#" + label[1]
+                claims_para += nodes.reference("", cid, refuri=uri, internal=True)
+            else:
+                claims_para += nodes.Text(cid)
+        row += _cell(claims_para)
+        change = f"# {m['file']}\n- {m['original']}\n+ {m['replacement']}"
+        row += _literal_block_cell(change)
+        row += _cell(_para(nodes.Text(m["rationale"])))
+        cls = {"killed": "dash-ok", "survived": "dash-refuted", "error": "dash-open"}.get(outcome, "dash-missing")
+        row += _cell(_para(nodes.inline(outcome, outcome, classes=[cls])))
+        if outcome == "killed":
+            what = r.get("first_failure") or ""
+            detail = f"{r.get('killed_by')}: {what}" + (f" ({r['message']})" if r.get("message") else "")
+        elif outcome == "survived":
+            detail = m.get("survivor_note") or "survives: open"
+        elif outcome == "error":
+            detail = f"error: {r.get('message', '')}"
+        else:
+            detail = "not run since the entry last changed"
+        row += _cell(_para(nodes.Text(detail)))
+        tbody += row
+    intro = _para(nodes.Text(_mutation_sentence(summary, last)))
     for ph in placeholders:
         ph.replace_self([intro, table])
 
@@ -155,7 +308,13 @@ def fill_dashboard(app, doctree, docname):
 def setup(app):
     app.add_config_value("dashboard_claims", "claims.yml", "env")
     app.add_config_value("dashboard_records", "_build/records", "env")
+    app.add_config_value("dashboard_mutants_catalogue", "tests/mutants/catalogue.yml", "env")
+    app.add_config_value("dashboard_mutants_score", "tests/mutants/score.json", "env")
+    app.add_config_value("dashboard_mutants_runner", "tests/mutants/run.py", "env")
     app.add_node(dashboard_placeholder)
+    app.add_node(mutation_placeholder)
     app.add_directive("claims-dashboard", ClaimsDashboard)
+    app.add_directive("mutation-table", MutationTable)
     app.connect("doctree-resolved", fill_dashboard)
+    app.connect("doctree-resolved", fill_mutation_table)
     return {"version": "0.1", "parallel_read_safe": False, "parallel_write_safe": True}
