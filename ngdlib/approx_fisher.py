@@ -185,7 +185,11 @@ def predicted_alpha(model: DeepMLP, variant: str, n: int) -> float:
     """The isotropy constant :math:`\\alpha` that the library's definitions give for ``n`` training points.
 
     - ``exact``: 1. ``block_diag``: L. ``tri_diag``: :math:`1^\\top T^+ 1 = \\lceil L/3 \\rceil`.
-    - ``kfac`` (hidden widths >= n): :math:`N(L-1) + 1` when :math:`M_0` (+1 with a bias) >= n; for
+    - ``kfac`` (every factor of rank N: the hidden layer inputs and the backward signals :math:`D_l`; hidden widths
+      >= n is necessary but, for ReLU, not sufficient: the neural-tangents/curvlinops oracle found rank
+      :math:`D_2 = 6 < N = 8` at widths (10, 12, 12), and then :math:`\\alpha = \\sum_{l<L} \\mathrm{rank}\\, D_l + 1`,
+      which this closed form does not see; check the ranks, e.g. with :func:`ngdlib.reference.factor_ranks`):
+      :math:`N(L-1) + 1` when :math:`M_0` (+1 with a bias) >= n; for
       :math:`M_0 < n`, no first-layer bias and inputs in radial isotropic position (:func:`ngdlib.data.forster`), every
       leverage of the input factor is :math:`M_0/N` and :math:`\\alpha = N(L-2) + M_0 + 1`.
     - ``unit_wise``: tanh (all layer inputs of size >= n): :math:`\\sum_{l=1}^{L-1} M_l + 1`. ReLU: the expectation
@@ -904,7 +908,7 @@ def multi_output_kernel(model: DeepMLP, head: torch.Tensor, X: torch.Tensor, var
 
 def dense_multi_output_kernel(model: DeepMLP, head: torch.Tensor, X: torch.Tensor, variant: str) -> torch.Tensor:
     r"""Dense reference for :func:`multi_output_kernel` (tiny sizes): the Jacobian (N C x P) of the C-output network
-    by ``torch.func.jacrev``, :math:`F = J^\top J / N` masked to the variant's blocks (layers; |l - l'| <= 1; units,
+    by ``torch.func.jacrev``, :math:`F = J^\top J / N` masked to the variant's blocks (layers; ``|l - l'| <= 1``; units,
     the head's rows being the output units) or, for kfac, :math:`\bigoplus_l B_l \otimes A_l` with :math:`D_l` by
     autodiff of the outputs with respect to perturbations of the pre-activations; then
     :math:`\frac1N J G^+ J^\top` with ``torch.linalg.pinv`` ((B kron A)^+ = B^+ kron A^+ for kfac).

@@ -69,7 +69,7 @@ def _check_width(model, n: int) -> None:
 
 def gram_eigh(model, X: torch.Tensor, *, chunk: int | None = None, counts: str = "auto"):
     """Eigen-decomposition of :math:`G = J J^\\top`, refusing a singular one (Condition 1). ``chunk`` and ``counts``
-    as in :meth:`ngdlib.TwoLayerReLU.gram` (the exact activation counts: :data:`ngdlib.models.COUNTS`).
+    as in :meth:`ngdlib.models.TwoLayerReLU.gram` (the exact activation counts: :data:`ngdlib.models.COUNTS`).
 
     Raises ``ValueError`` when ``m d < n`` (J cannot have full row rank) or when G is numerically singular.
     """

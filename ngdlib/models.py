@@ -66,7 +66,7 @@ INT8_MIN_N = 256
 INT8_PAD_BELOW_N = 24
 
 #: The ways to compute the activation counts :math:`S_{01} S_{01}^\top` (the ``counts`` argument of
-#: :meth:`TwoLayerReLU.gram`, :func:`ngdlib.ngd_direction`, :func:`ngdlib.curvature.ngd_step`, :func:`ngdlib.gram_eigh`).
+#: :meth:`TwoLayerReLU.gram`, :func:`ngdlib.curvature.ngd_direction`, :func:`ngdlib.curvature.ngd_step`, :func:`ngdlib.curvature.gram_eigh`).
 #: Every one of them is exact: the counts are integers and each path only ever holds integers it can represent.
 #:
 #: - ``"auto"``: on a CPU ``"int8"`` from :data:`INT8_MIN_N` inputs on where ``torch._int_mm`` passes its probe, else

@@ -235,7 +235,7 @@ def deep_jacobian(model, X: torch.Tensor) -> torch.Tensor:
 
 
 def deep_factors(model, X: torch.Tensor):
-    """K-FAC factors from the definition: per layer the inputs a_{l-1} (N x |row of P_l|), with u_l = P_l a_{l-1},
+    """K-FAC factors from the definition: per layer the inputs a_{l-1} (N x ``|row of P_l|``), with u_l = P_l a_{l-1},
     and the error signals D_l = df/du_l (N x M_l) by autograd of :func:`deep_forward` at perturbed pre-activations.
     Any size (nothing P x P is formed)."""
     _deep_guard(model, dense=False)
@@ -258,7 +258,7 @@ def _groups(model, variant):
 
 def deep_fisher_approx(model, X: torch.Tensor, variant: str) -> torch.Tensor:
     """Dense P x P approximate Fisher from the definition: F = J^T J / N (``exact``) from :func:`deep_jacobian`,
-    restricted to the layer blocks (``block_diag``), the layer pairs |l - l'| <= 1 (``tri_diag``), the unit blocks
+    restricted to the layer blocks (``block_diag``), the layer pairs ``|l - l'| <= 1`` (``tri_diag``), the unit blocks
     (``unit_wise``), or per layer (D_l^T D_l / N) kron (A_{l-1}^T A_{l-1} / N) (``kfac``, :func:`deep_factors`)."""
     _deep_variant(variant)
     _deep_guard(model)
@@ -288,9 +288,9 @@ class DenseKernel:
     Attributes:
         K: :math:`\bar\Theta(X', X) = J(X') G^+ J(X)^\top / N` (N' x N).
         rank: total rank kept by the pseudo-inverse.
-        kept_min: smallest kept |eigenvalue| relative to the largest of its block (over all inverted blocks).
-        dropped_max: largest dropped |eigenvalue| relative to the largest of its block (0 if none dropped).
-        cond: largest |eigenvalue| over smallest kept one, over blocks (the condition number of the inversion).
+        kept_min: smallest kept absolute eigenvalue relative to the largest of its block (over all inverted blocks).
+        dropped_max: largest dropped absolute eigenvalue relative to the largest of its block (0 if none dropped).
+        cond: largest absolute eigenvalue over smallest kept one, over blocks (the condition number of the inversion).
     """
 
     K: torch.Tensor
@@ -345,7 +345,7 @@ def deep_kernel(model, X: torch.Tensor, variant: str, *, X_test: torch.Tensor | 
 
     The pseudo-inverse is taken block by block where G is block diagonal (layer blocks; unit blocks; the K-FAC
     Kronecker blocks through their factors, :math:`(B \otimes A)^+ = B^+ \otimes A^+`, each factor densely), on the
-    whole matrix otherwise (exact, tri-diagonal); eigenvalues below ``rtol`` times the block's largest |eigenvalue| are dropped (see
+    whole matrix otherwise (exact, tri-diagonal); eigenvalues below ``rtol`` times the block's largest absolute eigenvalue are dropped (see
     :class:`DenseKernel` for the reported gap). ``rho > 0`` adds :math:`\rho I` before inverting.
     """
     _deep_variant(variant)
@@ -416,7 +416,7 @@ def deep_grid(seed: int, *, n: int = 6, d_big: int = 9, d_small: int = 3, width:
               activations=("relu", "tanh"), dtype=torch.float64, device=None):
     """The grid of tiny configurations on which Part II checks its finite-width identities densely: activations x
     depths x bias on/off x inputs (``n`` unit inputs in ``d_big > n`` dimensions; in ``d_small < n`` dimensions raw, and
-    in radial isotropic position by :func:`ngdlib.forster`). Hidden widths ``width``; one network per configuration,
+    in radial isotropic position by :func:`ngdlib.data.forster`). Hidden widths ``width``; one network per configuration,
     seeded from ``seed``. Returns a list of :class:`GridCase`."""
     from .data import forster, sphere
     from .deep import DeepMLP
