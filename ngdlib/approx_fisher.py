@@ -791,6 +791,7 @@ class MultiSignals(Signals):
 
     @property
     def c(self) -> int:
+        """The number of outputs C."""
         return self.f.shape[1]
 
     def stacked(self) -> Signals:

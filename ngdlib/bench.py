@@ -369,7 +369,8 @@ def run(sizes=None, quick: bool = False, device=None, repeats: int | None = None
                     row.update(status=f"not available on {device}: {err}")
                     rows.append(row)
                     continue
-                fn = (lambda c=NGDLIB_COUNTS[method]: ngd_direction(model, X, r, check_assumption1=False, counts=c))
+                def fn(c=NGDLIB_COUNTS[method]):
+                    return ngd_direction(model, X, r, check_assumption1=False, counts=c)
             else:
                 fn = {"dense": lambda: dense_direction(model, X, r), "cg": lambda: cg_direction(model, X, r),
                       "curvlinops": lambda: curvlinops_direction(model, X, r)}[method]

@@ -71,6 +71,7 @@ class Signals:
 
     @property
     def n(self) -> int:
+        """The number of inputs N."""
         return self.f.shape[0]
 
 
@@ -134,16 +135,19 @@ class DeepMLP(nn.Module):
         self.blocks = nn.ParameterList(blocks)
 
     def extra_repr(self) -> str:
+        """Widths, activation, scales and dtype, for ``repr``."""
         return (f"widths={self.widths}, activation={self.activation}, sigma_w={self.sigma_w:g}, "
                 f"sigma_b={self.sigma_b:g}, bias={self.bias}, dtype={self.dtype}, device={self.device}")
 
     # ------------------------------------------------------------------ basic properties
     @property
     def dtype(self) -> torch.dtype:
+        """The dtype of the parameters."""
         return self.blocks[0].dtype
 
     @property
     def device(self) -> torch.device:
+        """The device of the parameters."""
         return self.blocks[0].device
 
     @property
@@ -161,6 +165,7 @@ class DeepMLP(nn.Module):
         return [p.numel() for p in self.blocks]
 
     def n_params(self) -> int:
+        """The number of parameters P (weights and biases of all layers)."""
         return sum(self.layer_sizes())
 
     def check_inputs(self, X: torch.Tensor) -> torch.Tensor:

@@ -304,6 +304,8 @@ def gaussian_init(widths, std: float, seed: int = 0, dtype: torch.dtype = torch.
         widths: (d_0, d_1, ..., d_N).
         std: the standard deviation (> 0).
         seed: seed of the CPU generator (draws in float64, then cast and moved).
+        dtype: dtype of the returned layers.
+        device: device of the returned layers (default CPU).
     """
     widths = list(widths)
     if len(widths) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):

@@ -279,6 +279,7 @@ class TwoLayerReLU(nn.Module):
         self.register_buffer("a", a.to(self.W.device))
 
     def extra_repr(self) -> str:
+        """Width, input dimension, nu and dtype, for ``repr``."""
         return f"d={self.d}, m={self.m}, nu={self.nu}, dtype={self.W.dtype}, device={self.W.device}"
 
     # ------------------------------------------------------------------ checks

@@ -409,6 +409,7 @@ class GridCase:
 
     @property
     def label(self) -> str:
+        """One line naming the grid point (activation, depth, bias, inputs)."""
         return f"{self.activation:4s} L={self.L} bias={int(self.bias)} {self.inputs}"
 
 
@@ -479,10 +480,12 @@ class GridRow:
 
     @property
     def tol(self) -> float:
+        """The comparison tolerance of the dense kernel (its round-off bound)."""
         return self.dense.tolerance()
 
     @property
     def compared(self) -> bool:
+        """Whether the library's kernel was compared at this grid point (False if skipped)."""
         return not math.isnan(self.err)
 
 

@@ -47,7 +47,9 @@ def train(model, X: torch.Tensor, y: torch.Tensor, method: str = "ngd", lr: floa
 
     Args:
         model: a :class:`~ngdlib.models.TwoLayerReLU` (modified in place).
-        X, y: inputs (n x d) and targets (n,).
+        X: inputs (n x d), unit rows (Assumption 1).
+        y: targets (n,).
+        method: ``"ngd"``, ``"kfac"`` or ``"gd"`` (the direction D above).
         lr: step size :math:`\\eta > 0`.
         steps: number of steps.
         progress: show a tqdm progress bar.
