@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: book test test-pages test-seeds test-oracles test-mutants bench-gpu venv venv-oracles clean
+.PHONY: book test lint test-pages test-seeds test-oracles test-mutants bench-gpu venv venv-oracles clean
 
 venv: $(STAMP)
 
@@ -33,6 +33,11 @@ book: $(STAMP)
 JOBS ?= 2
 test: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m pytest -n $(JOBS) --dist loadfile
+
+# Lint the library: pyflakes, pycodestyle and the docstring rules of pyproject.toml (every public name documented,
+# every Args section complete), so that the API reference of the book has no holes.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check ngdlib tests _ext
 
 # Browser test of the built pages (run after `make book`; it never builds or executes anything itself). Skips with a
 # message where there is no build or no chromium, unless REQUIRE_BROWSER=1 (as in .ci/run).

@@ -83,6 +83,7 @@ class MLP(nn.Module):
         self.W3, self.b3 = draw(d_out, width), zeros(d_out)
 
     def extra_repr(self) -> str:
+        """Sizes and parameter count, for ``repr``."""
         return f"d_in={self.d_in}, width={self.width}, d_out={self.d_out}, params={self.num_params()}"
 
     def num_params(self) -> int:
@@ -107,6 +108,8 @@ def load_digits_4_9(n_per_class: int | None = None, seed: int = 0, dtype: torch.
         n_per_class: how many images of each class to keep (a random subset drawn from ``seed``); ``None``: all
             (181 fours and 180 nines).
         seed: seed of the subset draw.
+        dtype: dtype of X.
+        device: device of X and the labels (default CPU).
 
     Returns:
         ``(X, labels)``: X is n x 64, labels is a length-n int64 tensor with 0 for a "4" and 1 for a "9".

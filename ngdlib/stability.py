@@ -216,6 +216,7 @@ def adversarial_perturbation(model, X: torch.Tensor, radius: float, *, target: i
         radius: the budget :math:`R = \|D\|_F`.
         target: index of the input whose patterns are flipped; ``None`` picks the input with the most affordable flips.
         overshoot: :math:`\epsilon > 0`, how far past the kink a flipped pre-activation lands (relative).
+        check_assumption1: validate X against Assumption 1 (unit rows, no two parallel) first.
 
     Returns:
         ``(D, info)`` with D shaped like W and ``info = {"target": i, "flipped": K, "norm": ||D||_F}``.
@@ -352,13 +353,15 @@ def trace_ngd(model, X: torch.Tensor, y: torch.Tensor, lr: float = 1.0, steps: i
 
     Args:
         model: a :class:`~ngdlib.models.TwoLayerReLU`, modified in place; its W at the call is :math:`w(0)`.
-        X, y: inputs (n x d) and targets (n,).
+        X: inputs (n x d), unit rows (Assumption 1).
+        y: targets (n,).
         lr: step size :math:`\eta > 0`.
         steps: number of steps.
         direction: callable ``(u, y) -> v`` (n,); default ``u - y``.
         target: the point t in output space whose distance :math:`\|u - t\|` is recorded (default y).
         tol: stop once the recorded residual is ``<= tol``.
         diverge_factor: stop (``diverged``) once the residual exceeds this times its start or is not finite.
+        check_assumption1: validate X against Assumption 1 once, before the first step.
 
     Raises ``ValueError`` (Condition 1) when :math:`G(0)` is singular; a :math:`G(k)` that turns singular later
     stops the run with ``diverged = True`` and the reason in ``stop_reason``.

@@ -76,7 +76,7 @@ from ngdlib import approx_fisher as af
 from ngdlib import chatterjee as ch
 from ngdlib import deep_linear as dl
 from ngdlib import kernels as kn
-from ngdlib import records, reference, testing
+from ngdlib import reference, testing
 from ngdlib import curvature as cv
 from ngdlib.deep import DeepMLP
 
