@@ -66,3 +66,16 @@ def test_claim_box_and_check_link_both_ways(cid):
     nbs = [t for t in NB_TEXT.values() if f"(check-{cid})=" in t]
     assert len(nbs) == 1, f"check-{cid}: expected one notebook label, found {len(nbs)}"
     assert f"claim-{cid}`" in nbs[0], f"the check-{cid} notebook does not link back to claim-{cid}"
+
+
+PROVENANCE = {c["id"]: c.get("provenance") for c in __import__("yaml").safe_load((ROOT / "claims.yml").read_text())}
+
+
+@pytest.mark.parametrize("cid", CLAIMS)
+def test_claim_box_says_whose_statement_it_is(cid):
+    """Every claim box carries a '**Whose statement.**' line, and claims.yml says whose it is in one of four words."""
+    assert PROVENANCE[cid] in ("quoted", "recalled", "reconstructed", "book"), f"{cid}: provenance {PROVENANCE[cid]!r}"
+    box = next(m.group(0) for m in (re.search(
+        rf"```+\{{prf:[a-z]+\}}[^\n]*\n(?:(?!```).*\n)*?:label: claim-{re.escape(cid)}\s*\n(?:(?!```).*\n)*?```", t)
+        for t in PAGE_TEXT.values()) if m)
+    assert "**Whose statement.**" in box, f"the claim-{cid} box does not say whose statement it is"
