@@ -152,9 +152,12 @@ def parameter_names(nb_path: Path) -> set[str]:
 
 
 def library_hash(root: Path) -> str:
-    """sha256 over the library's source: every ``ngdlib/**/*.py`` (relative path and bytes, in sorted order)."""
+    """sha256 over the library's source: every ``ngdlib/**/*.py`` (relative path and bytes, in sorted order) except
+    this runner itself, which executes notebooks but computes nothing in them."""
     h = hashlib.sha256()
     for p in sorted((root / "ngdlib").rglob("*.py")):
+        if p.resolve() == Path(__file__).resolve():
+            continue
         h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
 
