@@ -24,19 +24,9 @@ from sphinx import addnodes
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
+from dashboard import _cell, _para   # the dashboard's table helpers (same _ext folder, on sys.path)
+
 logger = logging.getLogger(__name__)
-
-
-def _para(*children):
-    p = nodes.paragraph()
-    p.extend(children)
-    return p
-
-
-def _cell(*children):
-    e = nodes.entry()
-    e.extend(children)
-    return e
 
 
 def _fmt(x):

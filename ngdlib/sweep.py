@@ -183,7 +183,7 @@ def cell_name(rel: str, seed: int, scale: str, device: str) -> str:
 
 def plan(root: Path, notebooks: list[Path], seeds: list[int], scale: str = "ci", device: str = "cpu",
          extra: dict | None = None) -> list[dict]:
-    """The grid: one spec per (notebook, seed), with the injected parameters and the cell's key.
+    """The grid: one spec per (notebook, seed), with the injected parameters and the cell's key, seed by seed.
 
     ``extra``: further parameters (``--param NAME=VALUE``), injected into the notebooks that define them.
     """
@@ -210,7 +210,8 @@ def plan(root: Path, notebooks: list[Path], seeds: list[int], scale: str = "ci",
                           "seed": seed, "scale": scale, "device": device, "parameters": params,
                           "name": cell_name(rel, seed, scale, device), "notebook_sha": ident["notebook"][:16],
                           "library_sha": lib[:16]})
-    return cells
+    # seed-major: a sweep stopped early has whole seeds done (every notebook), not whole notebooks
+    return sorted(cells, key=lambda c: (c["seed"], c["notebook"]))
 
 
 # ------------------------------------------------------------------------------------------------ one cell (on a worker)
@@ -372,7 +373,8 @@ def summarise(rows) -> dict:
         c = checks.setdefault(r["check"], {"check": r["check"], "notebook": r["notebook"], "cells": 0, "passed": 0,
                                            "failed_seeds": [], "wall_s": [], "claims": {}})
         c["cells"] += 1
-        c["wall_s"].append(r["wall_s"])
+        if r.get("wall_s") is not None:
+            c["wall_s"].append(r["wall_s"])
         if r["status"] == "passed":
             c["passed"] += 1
         else:
@@ -397,8 +399,7 @@ def format_summary(s: dict) -> str:
              "passing seeds (claim: median [min, max])"]
     for c in s["checks"].values():
         lo, hi = c["interval"]
-        walls = sorted(c["wall_s"])
-        med = walls[len(walls) // 2]
+        med = _median(c["wall_s"]) if c["wall_s"] else float("nan")
         sl = "; ".join(
             f"{cid}: {_median([v for _, v in cl['slack']]):.3g} [{min(v for _, v in cl['slack']):.3g}, "
             f"{max(v for _, v in cl['slack']):.3g}]" if cl["slack"] else f"{cid}: no slack"
@@ -515,7 +516,7 @@ def run_sweep(name: str, notebooks=None, seeds=(0,), scale: str = "ci", device: 
                 if cluster is not None:
                     cluster.close()
     rows = latest_rows(load_results(table), keys)
-    summary = summarise([r for r in rows.values() if r.get("wall_s") is not None or r["status"] == "error"])
+    summary = summarise(rows)
     text = format_summary(summary)
     text = f"{text}\n\nSweep wall time this run: {time.perf_counter() - t0:.1f} s for {ran} cells."
     (out / "summary.txt").write_text(text + "\n")
