@@ -494,7 +494,9 @@ def run_sweep(name: str, notebooks=None, seeds=(0,), scale: str = "ci", device: 
                 from tqdm.auto import tqdm
                 bar = tqdm(total=len(futures), desc=f"sweep {name}", unit="cell", file=sys.stderr)
             for fut in as_completed(futures):
-                c = futures[fut]
+                # forget the future once it is recorded: a result held in a dead worker's memory would otherwise be
+                # recomputed by the scheduler (a finished cell run again)
+                c = futures.pop(fut)
                 try:
                     row = fut.result()
                 except Exception as e:  # noqa: BLE001 - any failure to run the cell is recorded as an error row
@@ -502,6 +504,7 @@ def run_sweep(name: str, notebooks=None, seeds=(0,), scale: str = "ci", device: 
                                                 "notebook_sha", "library_sha")},
                            "status": "error", "message": f"{type(e).__name__}: {e}"[:500], "failed_cell": None,
                            "wall_s": None, "attempt": None, "records": [], "environment": {}}
+                fut.release()
                 row["sweep"] = name
                 _append(table, row)
                 ran += 1
