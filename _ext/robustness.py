@@ -40,6 +40,29 @@ def _load(path: Path) -> list[dict]:
     return rows
 
 
+def _ranges(seeds) -> str:
+    seeds, parts = sorted(seeds), []
+    for x in seeds:
+        if parts and x == parts[-1][1] + 1:
+            parts[-1][1] = x
+        else:
+            parts.append([x, x])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in parts)
+
+
+def _grid(rows) -> str:
+    """'27 notebooks x seeds 0-4', or with the notebooks that ran more seeds named."""
+    per = {}
+    for r in rows:
+        per.setdefault(r["check"], set()).add(r["seed"])
+    common = set.intersection(*per.values())
+    text = f"{len(per)} notebooks x seeds {_ranges(common)}"
+    more = {c: s - common for c, s in per.items() if s - common}
+    if more:
+        text += "; more seeds for " + ", ".join(f"{c} (also {_ranges(s)})" for c, s in sorted(more.items()))
+    return text
+
+
 def _figure(summary, png: Path) -> int:
     import matplotlib
 
@@ -66,8 +89,9 @@ def _figure(summary, png: Path) -> int:
     ax.set_yticklabels([f"{cid}  ({c['passed']}/{c['cells']})" for cid, _, c in reversed(claims)], fontsize=8)
     ax.set_xscale("log" if positive else "symlog")
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("recorded slack of each passing seed (log scale; black bar: median; the meaning of each slack is in "
-                  "the table)", fontsize=8)
+    ax.set_xlabel("recorded slack of each passing seed (log scale; black bar: median; dashed: 1, the limit of the slacks "
+                  "defined as bound / observed or observed / allowed;\nsome slacks are spreads or step sizes instead: "
+                  "the table says what each one is)", fontsize=8)
     ax.set_ylim(-0.7, n - 0.3)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("Slack over seeds, per claim (red: a claim whose check failed at some seed)", fontsize=9)
@@ -94,13 +118,11 @@ class SeedSweep(SphinxDirective):
             logger.warning(f"seed-sweep: cannot read the sweep table {rel}: {e}", location=self.get_location())
             return []
         s = summarise(rows)
-        seeds = sorted({r["seed"] for r in rows})
         envs = [r["environment"] for r in rows if r.get("environment")]
         e = envs[0] if envs else {}
         walls = sorted(r["wall_s"] for r in rows if r.get("wall_s") is not None)
         out = [_para(nodes.Text(
-            f"{s['cells']} cells: {len(s['checks'])} notebooks x {len(seeds)} seeds ({seeds[0]}-{seeds[-1]}), "
-            f"{s['passed']} passed. Run with torch {e.get('torch')}, numpy {e.get('numpy')}, Python {e.get('python')}, "
+            f"{s['cells']} cells, {s['passed']} passed: {_grid(rows)}. Run with torch {e.get('torch')}, numpy {e.get('numpy')}, Python {e.get('python')}, "
             f"{'GPU ' + e['cuda'] if e.get('cuda') else 'CPU'} ({e.get('threads')} thread per notebook); "
             f"wall time per cell: median {walls[len(walls) // 2]:.1f} s, total {sum(walls) / 60:.0f} CPU-minutes."))]
 
