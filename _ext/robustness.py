@@ -124,7 +124,7 @@ class SeedSweep(SphinxDirective):
         out = [_para(nodes.Text(
             f"{s['cells']} cells, {s['passed']} passed: {_grid(rows)}. Run with torch {e.get('torch')}, numpy {e.get('numpy')}, Python {e.get('python')}, "
             f"{'GPU ' + e['cuda'] if e.get('cuda') else 'CPU'} ({e.get('threads')} thread per notebook); "
-            f"wall time per cell: median {walls[len(walls) // 2]:.1f} s, total {sum(walls) / 60:.0f} CPU-minutes."))]
+            f"wall time per cell: median {walls[len(walls) // 2]:.1f} s, summed over the cells {sum(walls) / 60:.0f} min."))]
 
         table = nodes.table(classes=["dashboard", "seed-sweep"])
         tgroup = nodes.tgroup(cols=6)
