@@ -89,9 +89,9 @@ def _figure(summary, png: Path) -> int:
     ax.set_yticklabels([f"{cid}  ({c['passed']}/{c['cells']})" for cid, _, c in reversed(claims)], fontsize=8)
     ax.set_xscale("log" if positive else "symlog")
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_xlabel("recorded slack of each passing seed (log scale; black bar: median; dashed: 1, the limit of the slacks "
-                  "defined as bound / observed or observed / allowed;\nsome slacks are spreads or step sizes instead: "
-                  "the table says what each one is)", fontsize=8)
+    ax.set_xlabel("recorded slack of each passing seed (log scale; black bar: median)\ndashed: 1, the limit of the "
+                  "slacks defined as bound / observed or observed / allowed;\nsome slacks are spreads or step sizes "
+                  "instead: the table says what each one is", fontsize=8)
     ax.set_ylim(-0.7, n - 0.3)
     ax.grid(axis="x", alpha=0.3)
     ax.set_title("Slack over seeds, per claim (red: a claim whose check failed at some seed)", fontsize=9)
