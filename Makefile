@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 export MPLBACKEND := Agg
 
-.PHONY: book test lint test-pages test-seeds test-oracles test-mutants bench-gpu venv venv-oracles clean
+.PHONY: book test lint test-pages test-seeds test-oracles test-mutants bench-gpu sweep venv venv-oracles clean
 
 venv: $(STAMP)
 
@@ -16,7 +16,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
-	$(PY) -c "import ngdlib, torch, jupyter_book, nbval, sphinx_proof, playwright"
+	$(PY) -c "import ngdlib, torch, jupyter_book, nbval, sphinx_proof, playwright, papermill, distributed"
 	touch $(STAMP)
 
 # Strict: every page re-read (--all: Sphinx would otherwise skip unchanged pages, and with them the execution of
@@ -85,6 +85,14 @@ test-oracles: $(OSTAMP)
 # the page "Mutation testing" show them). Slow: about an hour on two cores for the whole catalogue.
 test-mutants: $(STAMP)
 	$(PY) -m tests.mutants.run
+
+# A sweep over seeds (and scales, devices) on a Dask cluster, with papermill; results in _build/sweeps/$(NAME)/.
+# NAME=seeds SEEDS=0-4 SCALE=ci DEVICE=cpu by default; NOTEBOOKS=Z-T4,Z-R4 (claim IDs or paths) restricts the
+# notebooks; WORKERS=N worker processes (default one per core), or SCHEDULER=tcp://host:8786 for an existing cluster.
+sweep: $(STAMP)
+	$(PY) -m ngdlib.sweep --name $(or $(NAME),seeds) --seeds $(or $(SEEDS),0-4) --scale $(or $(SCALE),ci) \
+	  --device $(or $(DEVICE),cpu) $(if $(NOTEBOOKS),--notebooks $(NOTEBOOKS)) $(if $(WORKERS),--workers $(WORKERS)) \
+	  $(if $(SCHEDULER),--scheduler $(SCHEDULER))
 
 clean:
 	rm -rf _build
