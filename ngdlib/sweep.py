@@ -394,6 +394,8 @@ def summarise(rows) -> dict:
 
 
 def format_summary(s: dict) -> str:
+    """The summary of :func:`summarise` as printable text: per check the pass rate with its Wilson interval, the
+    median wall time and the slack's range, then the retried and the failing cells (each with a rerun command)."""
     lines = [f"{s['passed']} of {s['cells']} cells passed.", "",
              f"{'check':<12} {'passed':>8} {'rate':>6}  {'95% interval':<15} {'wall s (median)':>15}  slack over "
              "passing seeds (claim: median [min, max])"]
@@ -528,6 +530,7 @@ def run_sweep(name: str, notebooks=None, seeds=(0,), scale: str = "ci", device: 
 
 
 def main(argv=None) -> int:
+    """Command-line entry point (``python -m ngdlib.sweep``); returns 1 if any cell failed, else 0."""
     ap = argparse.ArgumentParser(prog="python -m ngdlib.sweep", description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", required=True, help="the sweep's name: its folder is _build/sweeps/NAME")
