@@ -135,6 +135,24 @@ def _mutation_sentence(summary, last) -> str:
     return text + "."
 
 
+def _table(classes, columns):
+    """An empty table with a header row: ``columns`` is a list of (title, relative width). Returns (table, tbody)."""
+    table = nodes.table(classes=classes)
+    tgroup = nodes.tgroup(cols=len(columns))
+    table += tgroup
+    for _, width in columns:
+        tgroup += nodes.colspec(colwidth=width)
+    thead = nodes.thead()
+    tgroup += thead
+    head = nodes.row()
+    for title, _ in columns:
+        head += _cell(_para(nodes.Text(title)))
+    thead += head
+    tbody = nodes.tbody()
+    tgroup += tbody
+    return table, tbody
+
+
 def _fmt_slack(rec) -> str:
     s = rec.get("slack")
     if s is None:
@@ -158,7 +176,6 @@ def fill_dashboard(app, doctree, docname):
                        location=docname)
     std = app.env.get_domain("std")
     counts = {}
-    table = nodes.table(classes=["dashboard"])
     mut = _load_mutants(app)
     per_claim = {}
     if mut:
@@ -168,19 +185,8 @@ def fill_dashboard(app, doctree, docname):
             for cid in m["claims"]:
                 k, t = per_claim.get(cid, (0, 0))
                 per_claim[cid] = (k + int(bool(r) and r["outcome"] == "killed"), t + 1)
-    tgroup = nodes.tgroup(cols=7)
-    table += tgroup
-    for width in (10, 28, 10, 12, 7, 8, 28):
-        tgroup += nodes.colspec(colwidth=width)
-    thead = nodes.thead()
-    tgroup += thead
-    head = nodes.row()
-    for title in ("Claim", "Statement", "Whose statement", "Status", "Slack", "Mutants killed",
-                  "What the check measured"):
-        head += _cell(_para(nodes.Text(title)))
-    thead += head
-    tbody = nodes.tbody()
-    tgroup += tbody
+    table, tbody = _table(["dashboard"], [("Claim", 10), ("Statement", 28), ("Whose statement", 10), ("Status", 12),
+                                          ("Slack", 7), ("Mutants killed", 8), ("What the check measured", 28)])
     for c in claims:
         cid = c["id"]
         label = std.labels.get(f"check-{cid}".lower())
@@ -255,19 +261,9 @@ def fill_mutation_table(app, doctree, docname):
         return
     cat, results, summary, last = mut
     std = app.env.get_domain("std")
-    table = nodes.table(classes=["dashboard", "mutants"])
-    tgroup = nodes.tgroup(cols=6)
-    table += tgroup
-    for width in (12, 8, 34, 18, 8, 20):
-        tgroup += nodes.colspec(colwidth=width)
-    thead = nodes.thead()
-    tgroup += thead
-    head = nodes.row()
-    for title in ("Mutant", "Claims", "Change", "Why an author could make it", "Outcome", "Killed by / why it survives"):
-        head += _cell(_para(nodes.Text(title)))
-    thead += head
-    tbody = nodes.tbody()
-    tgroup += tbody
+    table, tbody = _table(["dashboard", "mutants"], [("Mutant", 12), ("Claims", 8), ("Change", 34),
+                                                     ("Why an author could make it", 18), ("Outcome", 8),
+                                                     ("Killed by / why it survives", 20)])
     for m in cat["mutants"]:
         r = results.get(m["id"])
         outcome = r["outcome"] if r else "not run"

@@ -24,7 +24,7 @@ from sphinx import addnodes
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 
-from dashboard import _cell, _para   # the dashboard's table helpers (same _ext folder, on sys.path)
+from dashboard import _cell, _para, _table   # the dashboard's table helpers (same _ext folder, on sys.path)
 
 logger = logging.getLogger(__name__)
 
@@ -126,20 +126,9 @@ class SeedSweep(SphinxDirective):
             f"{'GPU ' + e['cuda'] if e.get('cuda') else 'CPU'} ({e.get('threads')} thread per notebook); "
             f"wall time per cell: median {walls[len(walls) // 2]:.1f} s, summed over the cells {sum(walls) / 60:.0f} min."))]
 
-        table = nodes.table(classes=["dashboard", "seed-sweep"])
-        tgroup = nodes.tgroup(cols=6)
-        table += tgroup
-        for w in (12, 12, 10, 16, 14, 36):
-            tgroup += nodes.colspec(colwidth=w)
-        thead = nodes.thead()
-        tgroup += thead
-        head = nodes.row()
-        for t in ("Check", "Claims recorded", "Passed", "Pass rate (95% interval)", "Failing seeds",
-                  "Slack over passing seeds: median [min, max] (what it is)"):
-            head += _cell(_para(nodes.Text(t)))
-        thead += head
-        tbody = nodes.tbody()
-        tgroup += tbody
+        table, tbody = _table(["dashboard", "seed-sweep"], [
+            ("Check", 12), ("Claims recorded", 12), ("Passed", 10), ("Pass rate (95% interval)", 16),
+            ("Failing seeds", 14), ("Slack over passing seeds: median [min, max] (what it is)", 36)])
         for c in s["checks"].values():
             row = nodes.row()
             label = f"check-{c['check']}".lower()

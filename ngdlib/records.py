@@ -25,9 +25,8 @@ __all__ = ["record", "records_dir", "STATUSES", "environment"]
 #   refuted as printed - false as printed
 #   unconfirmed at testable sizes - an asymptotic condition that fails at every size the book can test
 #   open            - not decided
-#   reconstructed   - deprecated (provenance, not a status); kept until every notebook has moved off it
-STATUSES = ("verified", "strengthened", "corrected", "refuted as printed", "unconfirmed at testable sizes", "open",
-            "reconstructed")
+# ("reconstructed" was a status once; it is provenance now, in claims.yml.)
+STATUSES = ("verified", "strengthened", "corrected", "refuted as printed", "unconfirmed at testable sizes", "open")
 
 
 def records_dir() -> Path | None:
