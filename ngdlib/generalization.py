@@ -24,7 +24,7 @@ import math
 import torch
 
 from ._checks import check_data, check_unit_rows, check_vector, solve_psd
-from .kernels import angles, limiting_gram
+from .kernels import _stable_angles, limiting_gram
 
 __all__ = [
     "ramp_loss",
@@ -67,7 +67,7 @@ def limiting_cross_gram(X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
             raise ValueError(f"{name}: {err}") from None
     if X1.shape[1] != X2.shape[1]:
         raise ValueError(f"X1 and X2 must have the same input dimension d, got {X1.shape[1]} and {X2.shape[1]}")
-    return (X1 @ X2.T).clamp(-1.0, 1.0) * (math.pi - angles(X1, X2)) / (2 * math.pi)
+    return (X1 @ X2.T).clamp(-1.0, 1.0) * (math.pi - _stable_angles(X1, X2)) / (2 * math.pi)
 
 
 def rkhs_norm(X: torch.Tensor, y: torch.Tensor) -> float:

@@ -39,7 +39,7 @@ def limiting_activation_gram(X: torch.Tensor) -> torch.Tensor:
 
 
 def _angles(X: torch.Tensor) -> torch.Tensor:
-    return _mirror_upper(angles(X, X))
+    return _mirror_upper(_stable_angles(X, X))   # X already checked by the caller
 
 
 def angles(X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
@@ -58,6 +58,11 @@ def angles(X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
             check_unit_rows(Z)
         except ValueError as err:
             raise ValueError(f"{name}: {err}") from None
+    return _stable_angles(X1, X2)
+
+
+def _stable_angles(X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
+    # The formula of angles() without its input checks, for callers that have checked X1 and X2 already.
     mode = "donot_use_mm_for_euclid_dist"
     return 2 * torch.atan2(torch.cdist(X1, X2, compute_mode=mode), torch.cdist(X1, -X2, compute_mode=mode))
 
