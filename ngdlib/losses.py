@@ -40,6 +40,7 @@ from .curvature import ngd_direction, validate
 __all__ = [
     "LogCoshLoss",
     "OutputRidgeLoss",
+    "RegularisedLogisticLoss",
     "gauss_newton_direction",
     "curvature_direction",
     "reference_curvature_direction",
@@ -270,3 +271,69 @@ def train_loss(model, X: torch.Tensor, y: torch.Tensor, loss, lr: float, steps: 
             outputs.append(model(X).detach().cpu().clone())
         tr.outputs = outputs[: tr.steps + 1]
     return tr
+
+
+# ---------------------------------------------------------------------------------------------------- cross-entropy
+class RegularisedLogisticLoss(_Loss):
+    r"""Binary cross-entropy with an :math:`L_2` penalty **on the output**, labels :math:`y \in \{-1, +1\}`:
+
+    .. math::
+        \ell(u, y) = \log(1 + e^{-y u}) + \frac{\lambda}{2} u^2,\qquad
+        \ell'' = \sigma(u)\,\sigma(-u) + \lambda \in (\lambda, \lambda + \tfrac14],
+
+    so :math:`\mu = \lambda` (an infimum, approached as :math:`|u| \to \infty`) and :math:`L = \lambda + 1/4`
+    (attained at u = 0): the "regularized cross-entropy loss" of Section 3.1 read as a loss of u (chapter Z-XENT). Its
+    minimiser is :math:`u^* = t\,y` with :math:`t > 0` the root of :math:`\lambda t = \sigma(-t)`; :math:`t = 1`
+    (so :math:`u^* = y`, as Theorem 2 as printed presumes) only at :math:`\lambda = \sigma(-1) = 1/(1 + e)`.
+
+    >>> loss = RegularisedLogisticLoss(1 / (1 + math.e))
+    >>> round(loss.margin, 12)
+    1.0
+    """
+
+    def __init__(self, lam: float):
+        if not (isinstance(lam, (int, float)) and not isinstance(lam, bool) and math.isfinite(lam) and lam > 0):
+            raise ValueError(f"lam must be a positive finite number (the L2 penalty that makes the cross-entropy "
+                             f"strongly convex), got {lam!r}")
+        self.lam = float(lam)
+        self.mu, self.L = self.lam, self.lam + 0.25
+        # lambda t = sigma(-t): the left side increases from 0, the right decreases from 1/2, so one root in
+        # (0, 1/(2 lambda)]; bisection to the last bit of float64
+        lo, hi = 0.0, 0.5 / self.lam
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if self.lam * mid < 1.0 / (1.0 + math.exp(mid)):
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo <= 4 * math.ulp(hi):
+                break
+        self.margin = 0.5 * (lo + hi)
+
+    def __repr__(self) -> str:
+        return f"RegularisedLogisticLoss(lam={self.lam:g})"
+
+    @staticmethod
+    def _labels(y: torch.Tensor) -> torch.Tensor:
+        if not bool(((y == 1) | (y == -1)).all()):
+            raise ValueError("the logistic loss needs labels y in {-1, +1}")
+        return y
+
+    def minimiser(self, y: torch.Tensor) -> torch.Tensor:
+        r""":math:`u^* = t\,y`, t = :attr:`margin` (the root of :math:`\lambda t = \sigma(-t)`)."""
+        return self.margin * self._labels(y)
+
+    def value(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Entry-wise loss."""
+        z = -self._labels(y) * u      # log(1 + e^z), exact to round-off (torch's softplus is linear beyond z = 20)
+        return torch.logaddexp(torch.zeros_like(z), z) + 0.5 * self.lam * u ** 2
+
+    def grad(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        r"""Entry-wise derivative in u: :math:`-y\,\sigma(-y u) + \lambda u`."""
+        y = self._labels(y)
+        return -y * torch.sigmoid(-y * u) + self.lam * u
+
+    def curvature(self, u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        r"""Entry-wise second derivative: :math:`\sigma(u)\sigma(-u) + \lambda`."""
+        self._labels(y)
+        return torch.sigmoid(u) * torch.sigmoid(-u) + self.lam
