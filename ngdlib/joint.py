@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._checks import check_number, check_vector, psd_eigh
+from ._checks import check_number, check_same_dtype_device, check_tensor, check_vector, psd_eigh
 from .curvature import validate
 from .kernels import angles, limiting_gram
 
@@ -55,11 +55,13 @@ def _gram(W, a, X):
 def _check_state(model, X, W, a):
     W = model.W.detach() if W is None else W
     a = model.a if a is None else a
+    check_tensor("W", W, ndim=2)
+    check_tensor("a", a, ndim=1)
     if W.shape != model.W.shape or a.shape != model.a.shape:
-        raise ValueError(f"W and a must have the model's shapes {tuple(model.W.shape)} and {tuple(model.a.shape)}")
-    for name, t in (("W", W), ("a", a)):
-        if t.dtype != X.dtype or t.device != X.device or not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} must be finite, with X's dtype {X.dtype} and device {X.device}")
+        raise ValueError(f"W and a must have the model's shapes {tuple(model.W.shape)} and {tuple(model.a.shape)}, "
+                         f"got {tuple(W.shape)} and {tuple(a.shape)}")
+    check_same_dtype_device("W", W, "X", X)
+    check_same_dtype_device("a", a, "X", X)
     return W, a
 
 

@@ -78,6 +78,8 @@ from ngdlib import deep_linear as dl
 from ngdlib import kernels as kn
 from ngdlib import reference, testing
 from ngdlib import curvature as cv
+from ngdlib import joint as jt
+from ngdlib import separation as sep
 from ngdlib.deep import DeepMLP
 
 F64 = torch.float64
@@ -929,6 +931,47 @@ def _tn(**kw):
     return {"model": a["model"], "X": a["X"], "y": a["r"], "variant": "exact", "lr": 0.5, "steps": 2, **kw}
 
 
+def _jt():
+    """core() plus a moved state (W, a) and the initial one, for ngdlib.joint."""
+    a = core()
+    W0, a0 = a["model"].W.detach().clone(), a["model"].a.clone()
+    return {**a, "W": W0 + 0.1, "a": a0 * 0.9, "W0": W0, "a0": a0}
+
+
+# ----------------------------------------------------------------------------------------------- joint, separation
+SPECS += [
+    S("joint.joint_gram", _jt, lambda a: jt.joint_gram(a["model"], a["X"], a["W"], a["a"]),
+      X=_X_muts(), W=WITH_REF + [("short", "shapes")], a=WITH_REF + [("short", "shapes")]),
+    S("joint.joint_direction", _jt, lambda a: jt.joint_direction(a["model"], a["X"], a["r"], a["W"], a["a"]),
+      X=_X_muts(), r=_r_muts(6), W=WITH_REF + [("short", "shapes")], a=WITH_REF + [("short", "shapes")]),
+    S("joint.joint_jacobian_change", _jt,
+      lambda a: jt.joint_jacobian_change(a["model"], a["X"], a["W"], a["a"], a["W0"], a["a0"]),
+      X=_X_muts(), W=WITH_REF + [("short", "shapes")], a0=WITH_REF + [("short", "shapes")]),
+    S("joint.limiting_output_gram", core, lambda a: jt.limiting_output_gram(a["X"], 1.0), X=BASIC),
+    S("joint.joint_limiting_gram", core, lambda a: jt.joint_limiting_gram(a["X"], 0.5), X=BASIC),
+    S("joint.train_joint_ngd", _tr, lambda a: jt.train_joint_ngd(a["model"], a["X"], a["y"], 0.5, 2),
+      X=_X_muts(), y=_r_muts(6)),
+    S("separation.separation", core, lambda a: sep.separation(a["X"]), X=BASIC),
+]
+CASES += [
+    ("joint.limiting_output_gram: nu negative", lambda: jt.limiting_output_gram(core()["X"], -1.0), "nu"),
+    ("joint.limiting_output_gram: inputs not unit", lambda: jt.limiting_output_gram(2 * core()["X"], 1.0), "unit"),
+    ("joint.train_joint_ngd: step size 0", lambda: jt.train_joint_ngd(**_tr(), lr=0.0), "step size"),
+    ("joint.train_joint_ngd: steps negative", lambda: jt.train_joint_ngd(**_tr(), steps=-1), "steps"),
+    ("joint.train_joint_ngd: width too small", lambda: jt.train_joint_ngd(
+        ngdlib.TwoLayerReLU(3, 1, seed=1), core()["X"], core()["r"]), "Condition 1"),
+    ("separation.separation: one input", lambda: sep.separation(core()["X"][:1]), "at least two"),
+    ("separation.close_pair_data: delta 0", lambda: sep.close_pair_data(6, 3, 0.0), "separation delta"),
+    ("separation.close_pair_data: delta above sqrt 2", lambda: sep.close_pair_data(6, 3, 2.0), "separation delta"),
+    ("separation.close_pair_data: n = 1", lambda: sep.close_pair_data(1, 3, 0.1), "n >= 2"),
+    ("separation.cap_data: d = 2", lambda: sep.cap_data(6, 2, 0.1), "d >= 3"),
+    ("separation.cap_data: delta NaN", lambda: sep.cap_data(6, 3, NAN), "separation delta"),
+    ("separation.pair_upper_bound: delta negative", lambda: sep.pair_upper_bound(-0.1), "separation delta"),
+    ("separation.oymak_soltanolkotabi_bound: n = 1", lambda: sep.oymak_soltanolkotabi_bound(0.1, 1), "n must be"),
+    ("separation.oymak_soltanolkotabi_bound: delta Inf", lambda: sep.oymak_soltanolkotabi_bound(INF, 5),
+     "separation delta"),
+]
+
 ALL_ROWS = CASES + _generated()
 
 
@@ -1089,7 +1132,7 @@ def test_cuda_device_without_gpu_is_refused():
 
 # ======================================================================================================== coverage
 MODULES = ["models", "curvature", "kernels", "data", "train", "records", "testing", "reference", "deep",
-           "approx_fisher", "deep_linear", "chatterjee"]
+           "approx_fisher", "deep_linear", "chatterjee", "joint", "separation"]
 
 #: Public callables with no malformed input to refuse (or whose refusal would break their contract), and why.
 EXEMPT = {
@@ -1133,6 +1176,8 @@ EXEMPT = {
     "reference.GridRow": "plain record built by grid_rows (validated there)",
     "reference.GridRow.tol": "property, no arguments",
     "reference.GridRow.compared": "property, no arguments",
+    "joint.JointTrace": "plain record returned by train_joint_ngd (validated there)",
+    "joint.JointTrace.steps": "property, no arguments",
 }
 
 
