@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ._checks import check_number, check_same_dtype_device, check_tensor, check_vector, psd_eigh
+from ._history import SeriesHistory
 from .curvature import validate
 from .kernels import angles, limiting_gram
 
@@ -119,7 +120,7 @@ def joint_limiting_gram(X: torch.Tensor, nu: float = 1.0) -> torch.Tensor:
 
 
 @dataclass
-class JointTrace:
+class JointTrace(SeriesHistory):
     """What :func:`train_joint_ngd` records, per iterate k = 0 .. K: residual norms :math:`\\|u(k) - y\\|`,
     :math:`\\lambda_{\\min}(G(k))` of the joint Gram, :math:`\\|J(k) - J(0)\\|_2`, :math:`\\|\\theta(k) - \\theta(0)\\|`
     and :math:`\\|a(k) - a(0)\\|`; ``diverged`` and ``stop_reason``."""
@@ -132,11 +133,6 @@ class JointTrace:
     output_weight_change: list = field(default_factory=list)
     diverged: bool = False
     stop_reason: str = ""
-
-    @property
-    def steps(self) -> int:
-        """Number of steps taken."""
-        return len(self.residual_norm) - 1
 
 
 def train_joint_ngd(model, X: torch.Tensor, y: torch.Tensor, lr: float = 1.0, steps: int = 10, *,

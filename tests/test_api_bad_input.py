@@ -960,6 +960,8 @@ CASES += [
     ("joint.train_joint_ngd: steps negative", lambda: jt.train_joint_ngd(**_tr(), steps=-1), "steps"),
     ("joint.train_joint_ngd: width too small", lambda: jt.train_joint_ngd(
         ngdlib.TwoLayerReLU(3, 1, seed=1), core()["X"], core()["r"]), "Condition 1"),
+    ("joint.JointTrace.tensor: unknown series",
+     lambda: jt.train_joint_ngd(**_tr(), lr=0.5, steps=1).tensor("accuracy"), "series"),
     ("separation.separation: one input", lambda: sep.separation(core()["X"][:1]), "at least two"),
     ("separation.close_pair_data: delta 0", lambda: sep.close_pair_data(6, 3, 0.0), "separation delta"),
     ("separation.close_pair_data: delta above sqrt 2", lambda: sep.close_pair_data(6, 3, 2.0), "separation delta"),
@@ -1177,7 +1179,8 @@ EXEMPT = {
     "reference.GridRow.tol": "property, no arguments",
     "reference.GridRow.compared": "property, no arguments",
     "joint.JointTrace": "plain record returned by train_joint_ngd (validated there)",
-    "joint.JointTrace.steps": "property, no arguments",
+    "joint.JointTrace.steps": "property, no arguments (SeriesHistory)",
+    "joint.JointTrace.series_names": "no arguments (SeriesHistory)",
 }
 
 
