@@ -608,3 +608,274 @@ def flow_rate(c: float, N: int) -> float:
     c = _check_positive("the deficiency margin c", c)
     N = _check_depth(N)
     return finite_float("the flow rate", lambda: 2.0 * c ** (2 * (N - 1) / N))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Many independent networks at once (batched): Monte-Carlo over random starts (chapters A-T2, A-GAUSS)
+# ----------------------------------------------------------------------------------------------------------------
+__all__ += [
+    "BatchedRun",
+    "check_batched_layers",
+    "balanced_init_batched",
+    "balancedness_batched",
+    "train_gd_batched",
+    "margin_probability",
+    "theorem1_iterations",
+    "gaussian_gap_second_moment",
+]
+
+
+def check_batched_layers(layers) -> list:
+    """Check a batch of B deep linear networks: a non-empty list of finite 3-D float tensors ``W_j`` of shape
+    (B, d_j, d_{j-1}), same dtype, device and batch size B, with chaining shapes. Returns it as a list."""
+    if not isinstance(layers, (list, tuple)) or len(layers) == 0:
+        raise ValueError("layers must be a non-empty list [W_1, ..., W_N] of 3-D tensors (W_j is B x d_j x d_{j-1}: "
+                         "B networks at once)")
+    layers = list(layers)
+    for j, W in enumerate(layers, start=1):
+        check_tensor(f"W_{j}", W, ndim=3)
+    dt, dev, B = layers[0].dtype, layers[0].device, layers[0].shape[0]
+    for j, W in enumerate(layers, start=1):
+        if W.dtype != dt or W.device != dev:
+            raise ValueError(f"W_{j} has dtype {W.dtype} on {W.device}, W_1 has {dt} on {dev}; they must match")
+        if W.shape[0] != B:
+            raise ValueError(f"W_{j} holds {W.shape[0]} networks, W_1 holds {B}: the batch sizes must match")
+    for j in range(1, len(layers)):
+        if layers[j].shape[2] != layers[j - 1].shape[1]:
+            raise ValueError(
+                f"layer shapes do not chain: W_{j + 1} is {tuple(layers[j].shape[1:])} per network but W_{j} is "
+                f"{tuple(layers[j - 1].shape[1:])}; W_{j + 1} must have d_{j} = {layers[j - 1].shape[1]} columns")
+    return layers
+
+
+def balanced_init_batched(A: torch.Tensor, hidden_dims) -> list:
+    """Procedure 1 (:func:`balanced_init`) for B end-to-end matrices at once: ``A`` is (B, d_N, d_0); returns the
+    layers as (B, d_j, d_{j-1}) tensors, network b realising ``A[b]`` with exactly balanced layers.
+
+    Args:
+        A: the B end-to-end matrices to realise, B x d_N x d_0.
+        hidden_dims: the N - 1 hidden widths, each >= min(d_0, d_N) (condition (i) of the paper).
+    """
+    check_tensor("A", A, ndim=3)
+    B, dN, d0 = A.shape
+    single = balanced_init(A[0], hidden_dims)          # validates hidden_dims (condition (i)) on the first network
+    N = len(single)
+    if N == 1:
+        return [A.clone()]
+    r = min(d0, dN)
+    U, s, Vh = torch.linalg.svd(A, full_matrices=False)      # U: B x dN x r, s: B x r, Vh: B x r x d0
+    root = s ** (1.0 / N)
+    layers = []
+    for j, W1 in enumerate(single, start=1):
+        W = torch.zeros((B,) + tuple(W1.shape), dtype=A.dtype, device=A.device)
+        if j == 1:
+            W[:, :r, :] = root[:, :, None] * Vh
+        elif j == N:
+            W[:, :, :r] = U * root[:, None, :]
+        else:
+            W[:, :r, :r] = torch.diag_embed(root)
+        layers.append(W)
+    return layers
+
+
+def _batched_balancedness(layers) -> torch.Tensor:
+    if len(layers) == 1:
+        return torch.zeros(layers[0].shape[0], dtype=layers[0].dtype, device=layers[0].device)
+    gaps = [layers[k + 1].transpose(1, 2) @ layers[k + 1] - layers[k] @ layers[k].transpose(1, 2)
+            for k in range(len(layers) - 1)]
+    return torch.stack([torch.linalg.matrix_norm(D) for D in gaps]).amax(dim=0)
+
+
+def balancedness_batched(layers) -> torch.Tensor:
+    """:func:`balancedness` of each of B networks: a length-B tensor of
+    :math:`\\max_j \\|W_{j+1}^\\top W_{j+1} - W_j W_j^\\top\\|_F` (0 for depth 1)."""
+    layers = check_batched_layers(layers)
+    return check_finite_result("the balancedness", _batched_balancedness(layers))
+
+
+@dataclass
+class BatchedRun:
+    """What :func:`train_gd_batched` returns for B networks run side by side.
+
+    Attributes:
+        eta: the step size.
+        loss0: :math:`\\ell(0)` per network (B).
+        loss: the last recorded :math:`\\ell` per network (B); for a diverged network, its last finite value.
+        hit: per network, the first step t with :math:`\\ell(t) \\le` its ``tol`` (-1 if never within ``steps``).
+        diverged: per network, whether the run was stopped (frozen) because its loss became non-finite or exceeded
+            ``diverge_factor`` times its start.
+        max_balancedness: per network, the maximum over the recorded iterates of the balancedness (NaN when not
+            tracked).
+        steps: the number of steps taken (the loop stops once every network has hit its tolerance or diverged).
+    """
+
+    eta: float
+    loss0: torch.Tensor
+    loss: torch.Tensor
+    hit: torch.Tensor
+    diverged: torch.Tensor
+    max_balancedness: torch.Tensor
+    steps: int
+
+
+def train_gd_batched(layers, Phi, eta: float, steps: int, *, tol=0.0, diverge_factor: float = 1e6,
+                     track_balancedness: bool = False):
+    """Gradient descent :math:`W_j \\leftarrow W_j - \\eta \\nabla_{W_j} \\ell` on B independent networks at once
+    (batched matrix products; the same step size for all). Each network b is the iteration of :func:`train_gd` on
+    ``[W[b] for W in layers]``.
+
+    Returns ``(layers, run)``: the final layers (new tensors) and a :class:`BatchedRun`. Network b records the first
+    step at which :math:`\\ell \\le` ``tol`` (a number or a length-B tensor) and keeps iterating (it is not frozen);
+    a network whose loss becomes non-finite or exceeds ``diverge_factor`` times its start is frozen and marked
+    diverged. The loop ends after ``steps`` steps or once every network has hit its tolerance or diverged.
+
+    Args:
+        layers: B networks, W_j of shape (B, d_j, d_{j-1}) (:func:`check_batched_layers`).
+        Phi: the target, d_N x d_0 (shared) or B x d_N x d_0 (one per network).
+        eta: the step size (> 0).
+        steps: the maximum number of steps (>= 0).
+        tol: the loss at which a network counts as converged: a number >= 0 or a length-B tensor of them.
+        diverge_factor: a network is stopped once its loss exceeds this factor times its start (> 0).
+        track_balancedness: record the maximum balancedness over the run (costs one gap per layer pair per step).
+    """
+    layers = check_batched_layers(layers)
+    B = layers[0].shape[0]
+    if isinstance(Phi, torch.Tensor) and Phi.ndim == 2:
+        _check_phi(Phi, [W[0] for W in layers])
+        Phi = Phi.expand(B, *Phi.shape)
+    else:
+        check_tensor("Phi", Phi, ndim=3)
+        shape = (B, layers[-1].shape[1], layers[0].shape[2])
+        if tuple(Phi.shape) != shape:
+            raise ValueError(f"Phi (the target) must be d_N x d_0 or B x d_N x d_0 = {shape}, got {tuple(Phi.shape)}")
+        check_same_dtype_device("Phi", Phi, "the layers", layers[0])
+    eta = _check_positive("eta (the step size)", eta)
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
+        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    if isinstance(tol, torch.Tensor):
+        check_tensor("tol (the convergence losses)", tol, ndim=1)
+        if tol.shape[0] != B or bool((tol < 0).any()):
+            raise ValueError(f"tol must be a number >= 0 or a length-{B} tensor of them, got shape {tuple(tol.shape)}")
+        tol = tol.to(dtype=layers[0].dtype, device=layers[0].device)
+    else:
+        tol = torch.full((B,), check_number("tol (the convergence loss)", tol, low=0.0, allow_inf=True),
+                         dtype=layers[0].dtype, device=layers[0].device)
+    check_number("diverge_factor", diverge_factor, low=0.0, low_open=True, allow_inf=True)
+    N = len(layers)
+    layers = [W.detach().clone() for W in layers]
+    kw = {"dtype": layers[0].dtype, "device": layers[0].device}
+    hit = torch.full((B,), -1, dtype=torch.long, device=layers[0].device)
+    diverged = torch.zeros(B, dtype=torch.bool, device=layers[0].device)
+    max_bal = torch.full((B,), float("nan"), **kw)
+    if track_balancedness:
+        max_bal = _batched_balancedness(layers)
+    loss0 = loss_last = None
+    t = 0
+    for t in range(steps + 1):
+        P = [layers[0]]
+        for W in layers[1:]:
+            P.append(W @ P[-1])
+        E = P[-1] - Phi
+        lt = 0.5 * (E ** 2).sum(dim=(1, 2))
+        if loss0 is None:
+            loss0 = lt.clone()
+            loss_last = lt.clone()
+        bad = ~torch.isfinite(lt) | (lt > diverge_factor * loss0.clamp_min(1e-300))
+        diverged |= bad
+        active = ~diverged
+        loss_last = torch.where(active, lt, loss_last)
+        newly = active & (hit < 0) & (lt <= tol)
+        hit = torch.where(newly, torch.full_like(hit, t), hit)
+        if t == steps or bool(((hit >= 0) | diverged).all()):
+            break
+        # gradients G_k = (W_N ... W_{k+2})^T E (W_k ... W_1)^T, by a backward sweep of the suffix products
+        S = E
+        grads = [None] * N
+        for k in range(N - 1, -1, -1):
+            grads[k] = S @ P[k - 1].transpose(1, 2) if k > 0 else S
+            if k > 0:
+                S = layers[k].transpose(1, 2) @ S
+        keep = active[:, None, None]
+        layers = [torch.where(keep, W - eta * g, W) for W, g in zip(layers, grads)]
+        if track_balancedness:
+            max_bal = torch.where(active, torch.maximum(max_bal, _batched_balancedness(layers)), max_bal)
+    return layers, BatchedRun(eta=eta, loss0=loss0, loss=loss_last, hit=hit, diverged=diverged,
+                              max_balancedness=max_bal, steps=t)
+
+
+def margin_probability(s: float, phi_norm: float, d0: int, kappa: float = 0.0) -> float:
+    """For a scalar output (d_N = 1) and a balanced start (Procedure 1) from :math:`A \\sim \\mathcal N(0, s^2 I_{d_0})`,
+    the exact probability that the deficiency margin is at least :math:`\\kappa s`:
+
+    .. math::
+        P(c \\ge \\kappa s) = P\\big(\\|A - \\phi\\| \\le \\|\\phi\\| - \\kappa s\\big)
+        = F_{\\chi'^2_{d_0}(\\|\\phi\\|^2/s^2)}\\!\\left(\\frac{(\\|\\phi\\| - \\kappa s)^2}{s^2}\\right),
+
+    the non-central chi-square distribution function with d_0 degrees of freedom and non-centrality
+    :math:`\\|\\phi\\|^2/s^2` (the end-to-end vector of Procedure 1 is A itself, and :math:`\\sigma_{\\min}(\\phi) =
+    \\|\\phi\\|`). 0 when :math:`\\kappa s \\ge \\|\\phi\\|`.
+
+    Args:
+        s: the standard deviation of the entries of A (> 0).
+        phi_norm: :math:`\\|\\phi\\|`, the norm of the target row (> 0).
+        d0: the input dimension (>= 1).
+        kappa: the margin asked for, in units of s (>= 0; 0 gives P(c > 0)).
+    """
+    from scipy.stats import ncx2
+
+    s = _check_positive("s (the init scale)", s)
+    phi_norm = _check_positive("||phi|| (the target's norm)", phi_norm)
+    if not (isinstance(d0, int) and not isinstance(d0, bool) and d0 >= 1):
+        raise ValueError(f"d0 (the input dimension) must be a positive int, got {d0!r}")
+    kappa = _check_positive("kappa (the margin in units of s)", kappa, allow_zero=True)
+    if kappa * s >= phi_norm:
+        return 0.0
+    lam = (phi_norm / s) ** 2
+    return finite_float("the margin probability", lambda: float(ncx2.cdf(((phi_norm - kappa * s) / s) ** 2, d0, lam)))
+
+
+def theorem1_iterations(loss0: float, eps: float, eta: float, c: float, N: int) -> float:
+    """The number of steps after which Theorem 1's conclusion (as recalled) guarantees :math:`\\ell \\le \\epsilon`:
+    the least T with :math:`(1 - \\eta c^{2(N-1)/N})^T \\ell(0) \\le \\epsilon`, i.e.
+    :math:`T = \\lceil \\log(\\ell(0)/\\epsilon) / (-\\log(1 - \\eta c^{2(N-1)/N})) \\rceil` (0 if
+    :math:`\\ell(0) \\le \\epsilon`). For small :math:`\\eta c^{2(N-1)/N}` this is
+    :math:`\\approx \\log(\\ell(0)/\\epsilon) / (\\eta c^{2(N-1)/N})`, the count Theorem 2 quotes (as recalled).
+
+    Args:
+        loss0: :math:`\\ell(0)` (> 0).
+        eps: the target loss (> 0).
+        eta: the step size (> 0; :math:`\\eta c^{2(N-1)/N} < 1`).
+        c: the deficiency margin (> 0).
+        N: the depth.
+    """
+    loss0 = _check_positive("loss0 (the initial loss)", loss0)
+    eps = _check_positive("eps (the target loss)", eps)
+    theorem1_rate(eta, c, N)                  # validates eta, c, N
+    q = eta * c ** (2 * (N - 1) / N)          # not 1 - theorem1_rate(...): that cancels to ~1e-16 / q relative
+    if not 0 < q < 1:
+        raise ValueError(f"theorem1_iterations needs 0 < eta c^(2(N-1)/N) < 1, got {q!r}")
+    if loss0 <= eps:
+        return 0.0
+    return finite_float("Theorem 1's iteration count", lambda: float(math.ceil(math.log(loss0 / eps) / -math.log1p(-q))))
+
+
+def gaussian_gap_second_moment(d_prev: int, d_mid: int, d_next: int, std: float) -> float:
+    """:math:`E\\|W_{j+1}^\\top W_{j+1} - W_j W_j^\\top\\|_F^2` for independent layers with i.i.d.
+    :math:`N(0, \\text{std}^2)` entries, :math:`W_j` of shape d_mid x d_prev and :math:`W_{j+1}` of shape
+    d_next x d_mid (the book's derivation in chapter A-GAUSS):
+
+    .. math::
+        \\text{std}^4\\, d_{mid}\\,\\big[(d_{prev} + d_{next})(d_{mid} + 1) + (d_{next} - d_{prev})^2\\big].
+
+    Args:
+        d_prev: d_{j-1}, the columns of W_j.
+        d_mid: d_j, the rows of W_j and columns of W_{j+1}.
+        d_next: d_{j+1}, the rows of W_{j+1}.
+        std: the entries' standard deviation (> 0).
+    """
+    for name, v in (("d_prev", d_prev), ("d_mid", d_mid), ("d_next", d_next)):
+        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            raise ValueError(f"{name} (a layer width) must be a positive int, got {v!r}")
+    std = _check_positive("std", std)
+    return finite_float("the second moment of the balancedness gap",
+                        lambda: std ** 4 * d_mid * ((d_prev + d_next) * (d_mid + 1) + (d_next - d_prev) ** 2))
