@@ -436,15 +436,9 @@ def condition3_radius(model, X: torch.Tensor, y: torch.Tensor, kappa: float, *,
     :math:`R_3 = \frac{3(1 + \kappa)\|y - u(0)\|_2}{2\sqrt{\lambda_{\min}(G(0))}}`.
 
     :math:`\kappa = L/\mu \ge 1` is the condition number of the loss. At :math:`\kappa = 1` this is Condition 2's
-    radius (:func:`condition2_radius`); it grows like :math:`(1 + \kappa)/2` times that radius. Raises ``ValueError``
-    (Condition 1) when :math:`G(0)` is singular.
+    radius (:func:`condition2_radius`), and in general :math:`(1 + \kappa)/2` times that radius (computed so). Raises
+    ``ValueError`` (Condition 1) when :math:`G(0)` is singular.
     """
     if not (isinstance(kappa, (int, float)) and not isinstance(kappa, bool) and math.isfinite(kappa) and kappa >= 1):
         raise ValueError(f"kappa = L/mu must be a finite number >= 1 (a condition number), got {kappa!r}")
-    validate(model, X, None, check_assumption1)
-    check_vector("y", y, X.shape[0], "one target per input")
-    evals, _ = psd_eigh(model.gram(X), "Condition 1: the Gram matrix G(0)",
-                        "the radius of Condition 3 is infinite; increase the width or remove parallel inputs")
-    with torch.no_grad():
-        res = float(torch.linalg.vector_norm(y - model(X)))
-    return 3.0 * (1.0 + kappa) * res / (2.0 * math.sqrt(float(evals[0])))
+    return (1.0 + kappa) / 2.0 * condition2_radius(model, X, y, check_assumption1=check_assumption1)
