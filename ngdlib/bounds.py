@@ -190,3 +190,23 @@ def gd_optimal_step(G: torch.Tensor) -> float:
     if not lmin > 0:
         raise ValueError(f"Condition 1: G must be positive definite, got lambda_min = {lmin:.3e}")
     return 2.0 / (lmax + lmin)
+
+
+def condition3_width(radius: float, nu: float, lambda0: float, kappa: float) -> float:
+    r"""Width above which the adversarial lower bound on Condition 3's constant drops below :math:`1/(1 + \kappa)`.
+
+    Reconstruction (book chapter Z-C3), from the small-margin law of
+    :func:`ngdlib.stability.adversarial_prediction`: the adversary of norm R changes the Jacobian by
+    :math:`\|J - J(0)\|_2 \approx (6R^2/(\pi\nu^2 m))^{1/6}`, so :math:`C = 3\|J - J(0)\|_2/\sqrt{\lambda_0}` and
+
+    .. math::
+        C < \frac{1}{1 + \kappa} \iff m > \frac{6 \cdot 3^6 (1 + \kappa)^6 R^2}{\pi \nu^2 \lambda_0^3} .
+
+    With Condition 3's radius :math:`R = \frac{3(1 + \kappa)\|y - u(0)\|}{2\sqrt{\lambda_0}}` the width grows like
+    :math:`(1 + \kappa)^8`; at :math:`\kappa = 1` it is Condition 2's :math:`6^7 R^2/(\pi\nu^2\lambda_0^3)`.
+    """
+    radius, nu, lambda0 = _positive("radius", radius), _positive("nu", nu), _positive("lambda0", lambda0)
+    kappa = _positive("kappa", kappa)
+    if kappa < 1:
+        raise ValueError(f"kappa = L/mu is a condition number, >= 1; got {kappa}")
+    return 6 * 3 ** 6 * (1 + kappa) ** 6 * radius ** 2 / (math.pi * nu ** 2 * lambda0 ** 3)

@@ -51,6 +51,7 @@ __all__ = [
     "segment_jvp",
     "step_constant",
     "condition2_radius",
+    "condition3_radius",
     "random_perturbation",
     "adversarial_perturbation",
     "adversarial_prediction",
@@ -426,3 +427,18 @@ def trace_ngd(model, X: torch.Tensor, y: torch.Tensor, lr: float = 1.0, steps: i
             du = model(X) - u
             out.linearisation_error.append(float((du - pred).abs().max()))
     return out
+
+
+# ---------------------------------------------------------------------------------------------------- Condition 3
+def condition3_radius(model, X: torch.Tensor, y: torch.Tensor, kappa: float, *,
+                      check_assumption1: bool = True) -> float:
+    r"""The radius of Condition 3 (Theorem 2),
+    :math:`R_3 = \frac{3(1 + \kappa)\|y - u(0)\|_2}{2\sqrt{\lambda_{\min}(G(0))}}`.
+
+    :math:`\kappa = L/\mu \ge 1` is the condition number of the loss. At :math:`\kappa = 1` this is Condition 2's
+    radius (:func:`condition2_radius`), and in general :math:`(1 + \kappa)/2` times that radius (computed so). Raises
+    ``ValueError`` (Condition 1) when :math:`G(0)` is singular.
+    """
+    if not (isinstance(kappa, (int, float)) and not isinstance(kappa, bool) and math.isfinite(kappa) and kappa >= 1):
+        raise ValueError(f"kappa = L/mu must be a finite number >= 1 (a condition number), got {kappa!r}")
+    return (1.0 + kappa) / 2.0 * condition2_radius(model, X, y, check_assumption1=check_assumption1)
