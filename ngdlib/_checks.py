@@ -1,8 +1,9 @@
-"""Assumption checks shared by the whole library (the ground floor: imports nothing from ngdlib).
+"""Argument and assumption checks shared by the whole library (the ground floor: imports nothing from ngdlib).
 
-Every public function validates its inputs here and raises :class:`ValueError` with a message that names the
-violated assumption of the paper (Assumption 1, Condition 1, Theorem 4's rank condition, ...), never a raw
-``LinAlgError`` and never a silently wrong number.
+Every public function validates its arguments here and raises :class:`ValueError` with a message that names the
+violated assumption of the paper (Assumption 1, a positive step size, an int count, ...), never a raw
+``TypeError`` and never a silently wrong number. Checked solves, pseudo-inverses and the rank cut-off live one floor
+up, in :mod:`ngdlib._linalg`.
 """
 from __future__ import annotations
 
@@ -17,11 +18,6 @@ __all__ = [
     "check_not_parallel",
     "check_assumption1",
     "check_vector",
-    "check_full_column_rank",
-    "psd_eigh",
-    "solve_psd",
-    "solve_psd_cholesky",
-    "max_trusted_cond",
     "COMPUTE_DTYPES",
     "check_dtype",
     "check_device",
@@ -36,7 +32,7 @@ __all__ = [
 ]
 
 #: The dtypes ngdlib computes in: float64 for verification, float32 for speed. Half precision (float16, bfloat16)
-#: has eps ~ 1e-3, so :func:`max_trusted_cond` would trust no solve with condition number above ~10: refused.
+#: has eps ~ 1e-3, so :func:`ngdlib._linalg.max_trusted_cond` would trust no solve with condition number above ~10: refused.
 COMPUTE_DTYPES = (torch.float32, torch.float64)
 
 
@@ -124,60 +120,6 @@ def check_vector(name: str, v, n: int, what: str = "") -> torch.Tensor:
         extra = f" ({what})" if what else ""
         raise ValueError(f"{name} must have length n = {n}{extra}, got shape {tuple(v.shape)}")
     return v
-
-
-def check_full_column_rank(X: torch.Tensor, what: str) -> None:
-    """rank(X) = d, measured by the condition number of X^T X against :func:`max_trusted_cond`."""
-    n, d = X.shape
-    if n < d:
-        raise ValueError(f"{what}: rank(X) = d is required, but X has n = {n} < d = {d} rows, so rank(X) <= {n} < d")
-    ev = torch.linalg.eigvalsh(X.T @ X)
-    lmin, lmax = float(ev[0]), float(ev[-1])
-    cond = lmax / lmin if lmin > 0 else float("inf")
-    if not cond < max_trusted_cond(X.dtype):
-        raise ValueError(
-            f"{what}: rank(X) = d = {d} is required, but X^T X is singular to working precision "
-            f"(lambda_min = {lmin:.3e}, lambda_max = {lmax:.3e}, condition number {cond:.3e} >= "
-            f"{max_trusted_cond(X.dtype):.1e} for {X.dtype})"
-        )
-
-
-def max_trusted_cond(dtype: torch.dtype) -> float:
-    """Largest condition number for which a solve in ``dtype`` is trusted: 1e-2 / eps.
-
-    A backward-stable solve has relative error about cond * eps, so this bound keeps it under 1 %:
-    4.5e13 in float64, 8.4e4 in float32.
-    """
-    return 1e-2 / torch.finfo(dtype).eps
-
-
-def psd_eigh(A: torch.Tensor, what: str, remedy: str, max_cond: float | None = None):
-    """Eigen-decomposition of a symmetric positive definite matrix, refusing numerically singular ones.
-
-    Returns ``(evals, evecs)`` in ascending order. Raises ``ValueError`` naming ``what`` and ``remedy`` when the
-    smallest eigenvalue is not positive or the condition number exceeds ``max_cond``
-    (default :func:`max_trusted_cond`).
-    """
-    check_tensor(what, A, ndim=2)
-    limit = max_trusted_cond(A.dtype) if max_cond is None else max_cond
-    try:
-        evals, evecs = torch.linalg.eigh(A)
-    except RuntimeError as err:  # LAPACK failure: report it as the condition it signals
-        raise ValueError(f"{what}: eigen-decomposition failed ({err}); {remedy}") from None
-    lmin, lmax = float(evals[0]), float(evals[-1])
-    cond = lmax / lmin if lmin > 0 else float("inf")
-    if not cond < limit:
-        raise ValueError(
-            f"{what} is singular or too ill-conditioned to solve with in {A.dtype}: lambda_min = {lmin:.3e}, "
-            f"lambda_max = {lmax:.3e}, condition number {cond:.3e} >= {limit:.1e}; {remedy}"
-        )
-    return evals, evecs
-
-
-def solve_psd(A: torch.Tensor, b: torch.Tensor, what: str, remedy: str, max_cond: float | None = None):
-    """Solve A z = b for symmetric positive definite A through :func:`psd_eigh` (checked conditioning)."""
-    evals, evecs = psd_eigh(A, what, remedy, max_cond)
-    return evecs @ ((evecs.T @ b) / (evals if b.ndim == 1 else evals[:, None]))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -314,38 +256,13 @@ def finite_float(what: str, compute) -> float:
     return check_finite_result(what, value)
 
 
-def solve_psd_cholesky(A: torch.Tensor, b: torch.Tensor, what: str, remedy: str, max_cond: float | None = None,
-                       iterations: int = 20):
-    """Solve A z = b for symmetric positive definite A by Cholesky, with a cheap check of the conditioning.
+#: Names that moved to :mod:`ngdlib._linalg` (the checked solvers); still importable from here for old callers.
+_MOVED_TO_LINALG = ("check_full_column_rank", "max_trusted_cond", "psd_eigh", "solve_psd", "solve_psd_cholesky")
 
-    The fast sibling of :func:`solve_psd` (a Cholesky factorisation costs n^3/3 flops against about 9 n^3 for an
-    eigen-decomposition). The condition number is *estimated* from ``iterations`` steps of power iteration for
-    :math:`\\lambda_{\\max}` and of inverse iteration (through the factor) for :math:`\\lambda_{\\min}`, 4 n^2 flops
-    each. Both estimates approach the true eigenvalues from inside, so the estimate can only be low, by at most the
-    ratio of the smallest eigenvalues when they cluster; the trust threshold :func:`max_trusted_cond` leaves orders of
-    magnitude of margin for that. When the factorisation fails or the estimate exceeds the threshold, the exact
-    eigenvalues are computed (:func:`psd_eigh`) for an error message that names ``what``, the condition number and
-    ``remedy``.
-    """
-    check_tensor(what, A, ndim=2)
-    limit = max_trusted_cond(A.dtype) if max_cond is None else max_cond
-    L, info = torch.linalg.cholesky_ex(A)
-    if int(info) != 0:
-        psd_eigh(A, what, remedy, max_cond)       # raises with the exact spectrum
-        raise ValueError(f"{what}: Cholesky factorisation failed although the spectrum looks positive; {remedy}")
-    n = A.shape[0]
-    g = torch.Generator(device="cpu").manual_seed(0)
-    v = torch.randn(n, 1, generator=g, dtype=A.dtype).to(A.device)
-    w = v.clone()
-    lmax = lmin_inv = 0.0
-    for _ in range(iterations):
-        v = A @ v
-        lmax = float(torch.linalg.vector_norm(v))
-        v = v / lmax
-        w = torch.cholesky_solve(w, L)
-        lmin_inv = float(torch.linalg.vector_norm(w))
-        w = w / lmin_inv
-    cond = lmax * lmin_inv
-    if not cond < limit:
-        psd_eigh(A, what, remedy, max_cond)       # raises with the exact spectrum
-    return torch.cholesky_solve(b[:, None] if b.ndim == 1 else b, L).reshape(b.shape)
+
+def __getattr__(name):
+    if name in _MOVED_TO_LINALG:
+        from . import _linalg
+
+        return getattr(_linalg, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -51,7 +51,8 @@ def forster(X: torch.Tensor, tol: float | None = None, max_iter: int = 10_000, c
     Returns:
         ``(X_prime, A)``: the n x d unit-norm rows in radial isotropic position, and the d x d matrix A.
     """
-    from ._checks import check_data, check_full_column_rank, check_int, check_number
+    from ._checks import check_data, check_int, check_number
+    from ._linalg import check_full_column_rank
 
     check_data(X)
     n, d = X.shape

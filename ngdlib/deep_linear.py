@@ -43,7 +43,8 @@ import torch
 
 from ._history import SeriesHistory
 from ._checks import (check_device, check_dtype, check_finite_result, check_number, check_same_dtype_device,
-                      check_symmetric, check_tensor, finite_float, max_trusted_cond)
+                      check_tensor, finite_float)
+from ._linalg import psd_power
 from .device import generator
 
 __all__ = [
@@ -68,7 +69,6 @@ __all__ = [
     "gradient_flow",
     "end_to_end_velocity",
     "balanced_velocity",
-    "psd_power",
     "theorem1_delta_bound",
     "theorem1_eta_bound",
     "theorem1_rate",
@@ -512,28 +512,6 @@ def end_to_end_velocity(layers, Phi) -> torch.Tensor:
     E = P[-1] - Phi
     return check_finite_result("the end-to-end velocity",
                                -sum(S[k + 1] @ S[k + 1].T @ E @ P[k].T @ P[k] for k in range(len(layers))))
-
-
-def psd_power(M: torch.Tensor, p: float) -> torch.Tensor:
-    """:math:`M^p` for a symmetric positive semi-definite M by eigen-decomposition; eigenvalues below
-    ``n * eps * ||M||`` are treated as 0, and :math:`M^0 = I` (the convention of the end-to-end dynamics)."""
-    check_symmetric("M", M)
-    p = check_number("p (the power)", p)
-    if p == 0:
-        return torch.eye(M.shape[0], dtype=M.dtype, device=M.device)
-    ev, Q = torch.linalg.eigh(M)
-    cut = M.shape[0] * torch.finfo(M.dtype).eps * max(float(ev.abs().max()), 1e-300)
-    if float(ev[0]) < -1e3 * cut:
-        raise ValueError(f"psd_power needs a positive semi-definite matrix, got eigenvalue {float(ev[0]):.3e}")
-    if p < 0:
-        lmin, lmax = float(ev[0]), float(ev[-1])
-        cond = lmax / lmin if lmin > 0 else float("inf")
-        if not cond < max_trusted_cond(M.dtype):
-            raise ValueError(f"psd_power with p = {p:g} < 0 needs a positive definite M, but M is singular to working "
-                             f"precision (lambda_min = {lmin:.3e}, lambda_max = {lmax:.3e}, condition number "
-                             f"{cond:.3e} >= {max_trusted_cond(M.dtype):.1e})")
-    ev = torch.where(ev > cut, ev, torch.zeros_like(ev))
-    return check_finite_result("M^p", (Q * ev ** p) @ Q.T)
 
 
 def balanced_velocity(W: torch.Tensor, Phi: torch.Tensor, N: int) -> torch.Tensor:

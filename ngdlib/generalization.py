@@ -23,7 +23,8 @@ import math
 
 import torch
 
-from ._checks import check_data, check_unit_rows, check_vector, solve_psd
+from ._checks import check_data, check_unit_rows, check_vector
+from ._linalg import solve_psd
 from .kernels import _stable_angles, limiting_gram
 
 __all__ = [

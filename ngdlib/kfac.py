@@ -31,7 +31,8 @@ import math
 
 import torch
 
-from ._checks import check_data, check_full_column_rank, check_tensor, check_unit_rows, check_vector, solve_psd
+from ._checks import check_data, check_tensor, check_unit_rows, check_vector
+from ._linalg import check_full_column_rank, psd_eigh_floor, solve_psd
 from .curvature import validate
 
 __all__ = [
@@ -91,14 +92,14 @@ def activation_projection(model, X: torch.Tensor) -> torch.Tensor:
     r"""The n x n projection :math:`P_S = S (S^\top S)^+ S^\top` onto the column space of S (n x m).
 
     Computed in the dual form :math:`P_S = V_+ V_+^\top` from the eigenvectors of the n x n matrix
-    :math:`S S^\top` whose eigenvalues exceed the cut-off :math:`n \varepsilon \lambda_{\max}` (the same relative
-    cut-off as :func:`ngdlib.curvature.kfac_direction`). Equals :math:`I_n` exactly when rank S = n.
+    :math:`S S^\top` whose eigenvalues exceed the rank cut-off :math:`n \varepsilon \lambda_{\max}` of
+    :mod:`ngdlib._linalg` (the library's one policy, also used by :func:`ngdlib.curvature.kfac_direction`).
+    Equals :math:`I_n` exactly when rank S = n.
     """
     model.check_inputs(X)
     S = model.features(X)
-    evals, evecs = torch.linalg.eigh(S @ S.T)
-    cut = X.shape[0] * torch.finfo(X.dtype).eps * float(evals[-1].clamp_min(0))
-    V = evecs[:, evals > cut]
+    _, evecs, keep = psd_eigh_floor(S @ S.T, "S S^T")
+    V = evecs[:, keep]
     return V @ V.T
 
 

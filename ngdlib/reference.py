@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call, jacrev
 
-from ._checks import check_full_column_rank, check_same_dtype_device, check_vector
+from ._checks import check_same_dtype_device, check_vector
+from ._linalg import check_full_column_rank
 from .models import TwoLayerReLU
 
 __all__ = [

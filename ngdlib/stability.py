@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ._history import SeriesHistory
-from ._checks import check_tensor, check_vector, psd_eigh
+from ._checks import check_tensor, check_vector
+from ._linalg import psd_eigh
 from .curvature import validate
 from .device import generator
 

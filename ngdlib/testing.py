@@ -110,7 +110,7 @@ def assert_within_se(estimate, truth, se, *, k: float = 5.0, what: str = "Monte-
 
 def fit_loglog_slope(x, y) -> tuple[float, float]:
     """Least-squares fit of log y = slope * log x + intercept; returns ``(slope, intercept)``."""
-    from ._checks import check_full_column_rank
+    from ._linalg import check_full_column_rank
 
     xt = torch.as_tensor(x, dtype=torch.float64)
     yt = torch.as_tensor(y, dtype=torch.float64)

@@ -46,7 +46,7 @@ Public API in scope (``module.name``; classes with their public methods/properti
   dense_kernel dense_direction limiting_factors limiting_function_kernel; VARIANTS
 * ngdlib.deep_linear: check_layers dims end_to_end loss gradients gd_step balancedness balancedness_gaps
   deficiency_margin sigma_min balanced_init gaussian_init whitened_data WhitenedData data_loss train_gd
-  DeepLinearHistory . steps tensor; gradient_flow end_to_end_velocity balanced_velocity psd_power
+  DeepLinearHistory . steps tensor; gradient_flow end_to_end_velocity balanced_velocity
   theorem1_delta_bound theorem1_eta_bound theorem1_rate flow_rate; RECALLED_T1_CONSTANTS
 * ngdlib.chatterjee: grad_ratio sampled_ratio_min sample_ball toy_loss toy_alpha toy_hessian_bound criterion_ratio
   gd_certificate gradient_descent GDHistory . tensor; FeedForward(d, widths, activation, scale) . depth unflatten
@@ -72,6 +72,7 @@ import pytest
 import torch
 
 import ngdlib
+from ngdlib import _linalg
 from ngdlib import approx_fisher as af
 from ngdlib import chatterjee as ch
 from ngdlib import deep_linear as dl
@@ -343,7 +344,7 @@ SPECS += [
       lambda a: dl.whitened_data(10, 3, 2, Phi_true=a["P"]), P=BASIC + [("short", "d_out x d_in")]),
     S("deep_linear.data_loss", lin, lambda a: dl.data_loss(a["layers"], a["X"], a["Y"]), **_LAY,
       X=WITH_REF + [("short", "n x d_0")], Y=WITH_REF + [("short", "n x d_0")]),
-    S("deep_linear.psd_power", lin, lambda a: dl.psd_power(a["M"], 0.5), M=BASIC + [("short", "square")]),
+    S("_linalg.psd_power", lin, lambda a: _linalg.psd_power(a["M"], 0.5), M=BASIC + [("short", "square")]),
     S("deep_linear.balanced_velocity", lin, lambda a: dl.balanced_velocity(a["W"], a["Phi"], 3),
       W=WITH_REF + [("short", "same shape")], Phi=WITH_REF + [("short", "same shape")]),
     S("deep_linear.theorem1_delta_bound", lin, lambda a: dl.theorem1_delta_bound(0.1, a["Phi"], 3),
@@ -790,13 +791,30 @@ CASES = [
     ("deep_linear.sigma_min: 1-D", lambda: dl.sigma_min(torch.ones(3, dtype=F64)), "2 dimension"),
     ("deep_linear.deficiency_margin: shapes differ",
      lambda: dl.deficiency_margin(lin()["W"], lin()["Phi"].T), "same shape"),
-    ("deep_linear.psd_power: not PSD", lambda: dl.psd_power(-torch.eye(2, dtype=F64), 0.5),
+    ("_linalg.psd_power: not PSD", lambda: _linalg.psd_power(-torch.eye(2, dtype=F64), 0.5),
      "positive semi-definite"),
-    ("deep_linear.psd_power: not symmetric", lambda: dl.psd_power(torch.tensor([[1.0, 2.0], [0.0, 1.0]],
+    ("_linalg.psd_power: not symmetric", lambda: _linalg.psd_power(torch.tensor([[1.0, 2.0], [0.0, 1.0]],
                                                                                 dtype=F64), 0.5), "symmetric"),
-    ("deep_linear.psd_power: p NaN", lambda: dl.psd_power(lin()["M"], NAN), "p"),
-    ("deep_linear.psd_power: negative power of a singular matrix",
-     lambda: dl.psd_power(torch.diag(torch.tensor([1.0, 0.0], dtype=F64)), -0.5), COND),
+    ("_linalg.psd_power: p NaN", lambda: _linalg.psd_power(lin()["M"], NAN), "p"),
+    ("_linalg.psd_power: negative power of a singular matrix",
+     lambda: _linalg.psd_power(torch.diag(torch.tensor([1.0, 0.0], dtype=F64)), -0.5), COND),
+    ("_linalg.rank_rtol: a list", lambda: _linalg.rank_rtol([[1.0]]), "float32 or float64 matrix"),
+    ("_linalg.rank_rtol: float16", lambda: _linalg.rank_rtol(torch.eye(2, dtype=torch.float16)), "float32 or float64"),
+    ("_linalg.max_trusted_cond: float16", lambda: _linalg.max_trusted_cond(torch.float16), "float32 or float64"),
+    ("_linalg.psd_eigh_floor: not square", lambda: _linalg.psd_eigh_floor(torch.ones(2, 3, dtype=F64)), "square"),
+    ("_linalg.pinv: NaN", lambda: _linalg.pinv(torch.full((2, 2), NAN, dtype=F64)), "NaN"),
+    ("_linalg.pinv_psd: indefinite", lambda: _linalg.pinv_psd(torch.diag(torch.tensor([1.0, -1.0], dtype=F64))),
+     "positive semi-definite"),
+    ("_linalg.numerical_rank: 1-D", lambda: _linalg.numerical_rank(torch.ones(3, dtype=F64)), "2 dimension"),
+    ("_linalg.psd_eigh: singular", lambda: _linalg.psd_eigh(torch.zeros(2, 2, dtype=F64), "G", "fix it"),
+     ("G", "singular", "fix it")),
+    ("_linalg.solve_psd: singular",
+     lambda: _linalg.solve_psd(torch.zeros(2, 2, dtype=F64), torch.ones(2, dtype=F64), "G", "fix it"), ("G", COND)),
+    ("_linalg.solve_psd_cholesky: indefinite",
+     lambda: _linalg.solve_psd_cholesky(-torch.eye(2, dtype=F64), torch.ones(2, dtype=F64), "G", "fix it"),
+     ("G", "fix it")),
+    ("_linalg.check_full_column_rank: n < d",
+     lambda: _linalg.check_full_column_rank(torch.ones(1, 2, dtype=F64), "Theorem 4"), ("Theorem 4", "rank")),
     ("deep_linear.balanced_velocity: depth 0", lambda: dl.balanced_velocity(lin()["W"], lin()["Phi"], 0), "depth N"),
     ("deep_linear.balanced_velocity: depth a float", lambda: dl.balanced_velocity(lin()["W"], lin()["Phi"], 2.0),
      "depth N"),
@@ -977,7 +995,7 @@ N1_OK = [
     ("deep_linear.data_loss: one sample", lambda: dl.data_loss([torch.ones(1, 1, dtype=F64)],
                                                                torch.ones(1, 1, dtype=F64),
                                                                torch.ones(1, 1, dtype=F64))),
-    ("deep_linear.psd_power: 1 x 1", lambda: dl.psd_power(torch.full((1, 1), 4.0, dtype=F64), -0.5)),
+    ("_linalg.psd_power: 1 x 1", lambda: _linalg.psd_power(torch.full((1, 1), 4.0, dtype=F64), -0.5)),
     ("chatterjee.grad_ratio: a single point", lambda: ch.grad_ratio(ch.toy_loss, cha()["x0"])),
     ("chatterjee.sample_ball: k = 1", lambda: ch.sample_ball(cha()["x0"], 1.0, 1)),
     ("chatterjee.FeedForward.loss: n = 1", lambda: cha()["net"].loss(cha()["theta"], cha()["X"][:1], cha()["y"][:1])),
@@ -1089,7 +1107,7 @@ def test_cuda_device_without_gpu_is_refused():
 
 # ======================================================================================================== coverage
 MODULES = ["models", "curvature", "kernels", "data", "train", "records", "testing", "reference", "deep",
-           "approx_fisher", "deep_linear", "chatterjee"]
+           "approx_fisher", "deep_linear", "chatterjee", "_linalg"]
 
 #: Public callables with no malformed input to refuse (or whose refusal would break their contract), and why.
 EXEMPT = {
