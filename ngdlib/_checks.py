@@ -23,6 +23,8 @@ __all__ = [
     "check_device",
     "check_same_dtype_device",
     "check_number",
+    "check_positive",
+    "check_probability",
     "check_int",
     "check_square",
     "check_symmetric",
@@ -182,13 +184,64 @@ def check_number(name: str, v, *, low: float | None = None, low_open: bool = Fal
     return v
 
 
+def check_positive(name: str, v, *, allow_zero: bool = False) -> float:
+    """The one validator for a positive (or, with ``allow_zero``, non-negative) finite real number.
+
+    Accepts an int, a float or a one-element tensor; refuses a bool (``True`` is not a step size), NaN and Inf.
+
+    Args:
+        name: the argument's name and meaning, for the message (e.g. ``"eta (the step size)"``).
+        v: the value.
+        allow_zero: accept 0.
+
+    Returns:
+        ``v`` as a float.
+
+    Raises:
+        ValueError: naming ``name`` when v is not a real number, not finite, or not > 0 (>= 0 with ``allow_zero``).
+    """
+    what = "non-negative" if allow_zero else "positive"
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex():
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or v != v or v in (float("inf"), float("-inf")) \
+            or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a {what} finite number, got {v!r}")
+    return float(v)
+
+
+def check_probability(name: str, v) -> float:
+    """A real number in the open interval (0, 1) (a failure probability, a relative deficit, ...); not a bool.
+
+    Args:
+        name: the argument's name and meaning, for the message.
+        v: the value.
+
+    Raises:
+        ValueError: naming ``name`` when v is not a real number in (0, 1).
+    """
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex():
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (0 < v < 1):
+        raise ValueError(f"{name} must lie in (0, 1), got {v!r}")
+    return float(v)
+
+
 def check_int(name: str, v, minimum: int | None = None) -> int:
-    """An int (not a bool) that is at least ``minimum``."""
+    """The one validator for counts, sizes, steps and seeds: an int (not a bool) that is at least ``minimum``.
+
+    Args:
+        name: the argument's name and meaning, for the message.
+        v: the value (a Python int or numpy integer; ``True`` is refused).
+        minimum: the smallest value allowed (None: any int).
+
+    Raises:
+        ValueError: naming ``name`` when v is not an int or is below ``minimum``.
+    """
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise ValueError(f"{name} must be an int{'' if minimum is None else f' >= {minimum}'}, got {v!r}")
     if minimum is not None and v < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
-    return v
+    return int(v)
 
 
 def check_square(name: str, M) -> torch.Tensor:

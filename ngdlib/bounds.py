@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from ._checks import check_tensor
+from ._checks import check_int, check_positive, check_probability, check_tensor
 
 __all__ = [
     "condition1_width",
@@ -28,16 +28,8 @@ __all__ = [
 ]
 
 
-def _positive(name: str, v, *, allow_zero: bool = False) -> float:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v >= 0 if allow_zero
-                                                                                            else v > 0)
-    if not ok:
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} finite number, got {v!r}")
-    return float(v)
-
-
 def _check_C(C, upper: float, what: str) -> float:
-    C = _positive("C", C, allow_zero=True)
+    C = check_positive("C", C, allow_zero=True)
     if not C < upper:
         raise ValueError(f"{what} needs 0 <= C < {upper:.6g}, got C = {C:.6g}: the stability constant is too large "
                          "(the network is not wide enough for the hypothesis to hold)")
@@ -45,12 +37,9 @@ def _check_C(C, upper: float, what: str) -> float:
 
 
 def _check_n_delta_eps(n, delta, eps) -> None:
-    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not (0 < delta < 1):
-        raise ValueError(f"delta (failure probability) must lie in (0, 1), got {delta!r}")
-    if not (0 < eps < 1):
-        raise ValueError(f"eps (relative deficit of lambda_min) must lie in (0, 1), got {eps!r}")
+    check_int("n", n, 1)
+    check_probability("delta (failure probability)", delta)
+    check_probability("eps (relative deficit of lambda_min)", eps)
 
 
 def condition1_width(lambda0: float, lambda_max_XXt: float, n: int, delta: float, eps: float = 0.25) -> int:
@@ -72,8 +61,8 @@ def condition1_width(lambda0: float, lambda_max_XXt: float, n: int, delta: float
     :math:`m \ge \lambda_{\max}(XX^\top)\log(n/\delta) / (\lambda_0 (\epsilon + (1-\epsilon)\log(1-\epsilon)))`.
     With :math:`\epsilon = 1/4` this is the width for :math:`\lambda_{\min}(G(0)) \ge 3\lambda_0/4`.
     """
-    lambda0 = _positive("lambda0", lambda0)
-    lmax = _positive("lambda_max_XXt", lambda_max_XXt)
+    lambda0 = check_positive("lambda0", lambda0)
+    lmax = check_positive("lambda_max_XXt", lambda_max_XXt)
     _check_n_delta_eps(n, delta, eps)
     rate = eps + (1 - eps) * math.log(1 - eps)
     return math.ceil(lmax * math.log(n / delta) / (lambda0 * rate))
@@ -93,21 +82,21 @@ def condition1_width_hoeffding(lambda0: float, XXt_fro: float, n: int, delta: fl
     Cruder than the matrix Chernoff width (it pays :math:`\|XX^\top\|_F^2 \approx n^2/d` instead of
     :math:`\lambda_{\max}(XX^\top)` and :math:`\lambda_0^{-2}` instead of :math:`\lambda_0^{-1}`).
     """
-    lambda0 = _positive("lambda0", lambda0)
-    fro = _positive("XXt_fro", XXt_fro)
+    lambda0 = check_positive("lambda0", lambda0)
+    fro = check_positive("XXt_fro", XXt_fro)
     _check_n_delta_eps(n, delta, eps)
     return math.ceil(fro ** 2 * math.log(n * (n + 1) / delta) / (2 * eps ** 2 * lambda0 ** 2))
 
 
 def condition2_threshold(lambda_min_G0: float, C: float) -> float:
     r"""The largest Jacobian change Condition 2 allows, eq. (4): :math:`\frac{C}{3}\sqrt{\lambda_{\min}(G(0))}`."""
-    return _positive("C", C, allow_zero=True) / 3.0 * math.sqrt(_positive("lambda_min_G0", lambda_min_G0))
+    return check_positive("C", C, allow_zero=True) / 3.0 * math.sqrt(check_positive("lambda_min_G0", lambda_min_G0))
 
 
 def condition2_constant(jacobian_change: float, lambda_min_G0: float) -> float:
     r"""Eq. (4) solved for C: :math:`C = 3\|J - J(0)\|_2 / \sqrt{\lambda_{\min}(G(0))}` (Condition 2 needs C < 1/2)."""
-    return 3.0 * _positive("jacobian_change", jacobian_change, allow_zero=True) / math.sqrt(
-        _positive("lambda_min_G0", lambda_min_G0))
+    return 3.0 * check_positive("jacobian_change", jacobian_change, allow_zero=True) / math.sqrt(
+        check_positive("lambda_min_G0", lambda_min_G0))
 
 
 def theorem1_max_step(C: float) -> float:
@@ -123,7 +112,7 @@ def theorem1_max_step(C: float) -> float:
 def theorem1_rate(eta: float) -> float:
     r"""Theorem 1's per-step factor for the *squared* residual, eq. (5): :math:`\|u(k) - y\|^2 \le (1-\eta)^k
     \|u(0) - y\|^2`. Meaningful for :math:`0 < \eta \le 1`."""
-    eta = _positive("eta", eta)
+    eta = check_positive("eta", eta)
     if eta > 1:
         raise ValueError(f"Theorem 1's rate 1 - eta needs 0 < eta <= 1 (eq. 5), got eta = {eta}")
     return 1.0 - eta
@@ -132,7 +121,7 @@ def theorem1_rate(eta: float) -> float:
 def theorem2_max_step(mu: float, L: float, C: float) -> float:
     r"""Theorem 2's step-size bound :math:`\eta \le \frac{2}{\mu + L}\,\frac{1 - (1 + \kappa)C}{(1 + C)^2}`,
     :math:`\kappa = L/\mu`, for Condition 3's :math:`0 \le C < 1/(1 + \kappa)`."""
-    mu, L = _positive("mu", mu), _positive("L", L)
+    mu, L = check_positive("mu", mu), check_positive("L", L)
     if L < mu:
         raise ValueError(f"the smoothness L must be >= the strong convexity mu, got mu = {mu}, L = {L}")
     kappa = L / mu
@@ -142,7 +131,7 @@ def theorem2_max_step(mu: float, L: float, C: float) -> float:
 
 def theorem2_rate(eta: float, mu: float, L: float) -> float:
     r"""Theorem 2's per-step factor for the squared residual, eq. (7): :math:`1 - 2\eta\mu L/(\mu + L)`."""
-    eta, mu, L = _positive("eta", eta), _positive("mu", mu), _positive("L", L)
+    eta, mu, L = check_positive("eta", eta), check_positive("mu", mu), check_positive("L", L)
     if L < mu:
         raise ValueError(f"the smoothness L must be >= the strong convexity mu, got mu = {mu}, L = {L}")
     return 1.0 - 2 * eta * mu * L / (mu + L)
@@ -154,11 +143,9 @@ def theorem3_width(n: int, nu: float, lambda0: float, delta: float, constant: fl
     The paper does not state the constant hidden in :math:`\Omega(\cdot)`; it is **unknown** and set to
     ``constant`` (default 1), so this is the scaling the theorem demands, not a certified width.
     """
-    if not (isinstance(n, int) and n >= 1):
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    nu, lambda0, constant = _positive("nu", nu), _positive("lambda0", lambda0), _positive("constant", constant)
-    if not (0 < delta < 1):
-        raise ValueError(f"delta (failure probability) must lie in (0, 1), got {delta!r}")
+    check_int("n", n, 1)
+    nu, lambda0, constant = check_positive("nu", nu), check_positive("lambda0", lambda0), check_positive("constant", constant)
+    delta = check_probability("delta (failure probability)", delta)
     return constant * n ** 4 / (nu ** 2 * lambda0 ** 4 * delta ** 3)
 
 

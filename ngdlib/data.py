@@ -18,11 +18,10 @@ def sphere(n: int, d: int, seed: int = 0, dtype: torch.dtype = torch.float64, de
     >>> X.shape, bool(torch.allclose(X.norm(dim=1), torch.ones(5, dtype=torch.float64)))
     (torch.Size([5, 3]), True)
     """
-    from ._checks import check_device, check_dtype
+    from ._checks import check_device, check_dtype, check_int
 
-    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1
-            and isinstance(d, int) and not isinstance(d, bool) and d >= 1):
-        raise ValueError(f"sphere needs integers n >= 1 and d >= 1, got n = {n!r}, d = {d!r}")
+    check_int("n", n, 1)
+    check_int("d", d, 1)
     check_dtype(dtype)
     check_device(device)
     if d == 1 and n > 1:

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 import torch
 
 from ._history import SeriesHistory
-from ._checks import (check_device, check_dtype, check_finite_result, check_number, check_same_dtype_device,
-                      check_tensor, finite_float)
+from ._checks import (check_device, check_dtype, check_finite_result, check_int, check_number, check_positive,
+                      check_same_dtype_device, check_tensor, finite_float)
 from ._linalg import psd_power
 from .device import generator
 
@@ -112,22 +112,6 @@ def _check_phi(Phi, layers) -> torch.Tensor:
         raise ValueError(f"Phi has dtype {Phi.dtype} on {Phi.device}, the layers {layers[0].dtype} on "
                          f"{layers[0].device}; they must match")
     return Phi
-
-
-def _check_positive(name: str, value, allow_zero: bool = False) -> float:
-    if isinstance(value, torch.Tensor):
-        value = float(value)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        what = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be a {what} finite number, got {value!r}")
-    return float(value)
-
-
-def _check_depth(N) -> int:
-    if not (isinstance(N, int) and not isinstance(N, bool) and N >= 1):
-        raise ValueError(f"the depth N must be an int >= 1, got {N!r}")
-    return N
 
 
 def dims(layers) -> tuple:
@@ -200,7 +184,7 @@ def gd_step(layers, Phi, eta) -> list:
     """One gradient-descent step :math:`W_j \\leftarrow W_j - \\eta G_j` on every layer at once (new tensors)."""
     layers = check_layers(layers)
     _check_phi(Phi, layers)
-    eta = _check_positive("eta (the step size)", eta)
+    eta = check_positive("eta (the step size)", eta)
     G, _ = _gradients(layers, Phi)
     return check_finite_result("the gradient step", [W - eta * g for W, g in zip(layers, G)])
 
@@ -272,8 +256,7 @@ def balanced_init(A: torch.Tensor, hidden_dims) -> list:
     dN, d0 = A.shape
     r = min(d0, dN)
     for j, h in enumerate(hidden, start=1):
-        if not (isinstance(h, int) and not isinstance(h, bool) and h >= 1):
-            raise ValueError(f"hidden width d_{j} must be a positive int, got {h!r}")
+        check_int(f"hidden width d_{j}", h, 1)
         if h < r:
             raise ValueError(f"condition (i) violated: hidden width d_{j} = {h} < min(d_0, d_N) = {r}; "
                              "Procedure 1 needs every hidden layer at least as wide as min(d_0, d_N)")
@@ -310,7 +293,7 @@ def gaussian_init(widths, std: float, seed: int = 0, dtype: torch.dtype = torch.
     widths = list(widths)
     if len(widths) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
         raise ValueError(f"widths must be a sequence (d_0, ..., d_N) of at least two positive ints, got {widths!r}")
-    std = _check_positive("std", std)
+    std = check_positive("std", std)
     check_dtype(dtype)
     check_device(device)
     g = generator(seed)
@@ -345,11 +328,10 @@ def whitened_data(n: int, d_in: int, d_out: int, seed: int = 0, noise: float = 0
     :math:`\\tfrac12\\|W - \\Phi\\|_F^2` + offset with :math:`\\Phi = Y^\\top X / n` (module docstring).
     """
     for name, v in (("n", n), ("d_in", d_in), ("d_out", d_out)):
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_int(name, v, 1)
     if n < d_in:
         raise ValueError(f"whitening needs n >= d_in (X^T X / n = I has rank d_in), got n = {n} < d_in = {d_in}")
-    noise = _check_positive("noise", noise, allow_zero=True)
+    noise = check_positive("noise", noise, allow_zero=True)
     check_dtype(dtype)
     check_device(device)
     g = generator(seed)
@@ -422,7 +404,7 @@ def train_gd(layers, Phi, eta: float, steps: int, *, tol: float = 0.0, diverge_f
     """
     layers = check_layers(layers)
     _check_phi(Phi, layers)
-    eta = _check_positive("eta (the step size)", eta)
+    eta = check_positive("eta (the step size)", eta)
     if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     check_number("tol (the early-stopping loss)", tol, low=0.0, allow_inf=True)
@@ -521,7 +503,7 @@ def balanced_velocity(W: torch.Tensor, Phi: torch.Tensor, N: int) -> torch.Tenso
         \\dot W = -\\sum_{j=1}^N (W W^\\top)^{(N-j)/N}\\, \\nabla\\ell(W)\\, (W^\\top W)^{(j-1)/N},
         \\qquad \\nabla\\ell(W) = W - \\Phi .
     """
-    N = _check_depth(N)
+    N = check_int("the depth N", N, 1)
     check_tensor("W", W, ndim=2)
     check_tensor("Phi", Phi, ndim=2)
     if W.shape != Phi.shape:
@@ -539,8 +521,8 @@ def balanced_velocity(W: torch.Tensor, Phi: torch.Tensor, N: int) -> torch.Tenso
 def _phi_fro(Phi) -> float:
     if isinstance(Phi, torch.Tensor):
         check_tensor("Phi", Phi, ndim=2)
-        return _check_positive("||Phi||_F (the target's Frobenius norm)", float(torch.linalg.matrix_norm(Phi)))
-    return _check_positive("||Phi||_F", Phi)
+        return check_positive("||Phi||_F (the target's Frobenius norm)", float(torch.linalg.matrix_norm(Phi)))
+    return check_positive("||Phi||_F", Phi)
 
 
 def theorem1_delta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CONSTANTS["delta"]) -> float:
@@ -553,9 +535,9 @@ def theorem1_delta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CO
         N: the depth.
         constant: K.
     """
-    c = _check_positive("the deficiency margin c", c)
-    N = _check_depth(N)
-    constant = _check_positive("the constant K", constant)
+    c = check_positive("the deficiency margin c", c)
+    N = check_int("the depth N", N, 1)
+    constant = check_positive("the constant K", constant)
     phi = _phi_fro(Phi)
     return finite_float("Theorem 1's delta bound", lambda: c ** 2 / (constant * N ** 3 * phi ** (2 * (N - 1) / N)))
 
@@ -563,9 +545,9 @@ def theorem1_delta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CO
 def theorem1_eta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CONSTANTS["eta"]) -> float:
     """Step size allowed by Theorem 1 (as recalled): :math:`\\eta \\le c^{(4N-2)/N} / (K N^3
     \\|\\Phi\\|_F^{(6N-4)/N})` with K = 6144. **The constant is recalled, not confirmed from the paper's text.**"""
-    c = _check_positive("the deficiency margin c", c)
-    N = _check_depth(N)
-    constant = _check_positive("the constant K", constant)
+    c = check_positive("the deficiency margin c", c)
+    N = check_int("the depth N", N, 1)
+    constant = check_positive("the constant K", constant)
     phi = _phi_fro(Phi)
     return finite_float("Theorem 1's eta bound",
                          lambda: c ** ((4 * N - 2) / N) / (constant * N ** 3 * phi ** ((6 * N - 4) / N)))
@@ -573,9 +555,9 @@ def theorem1_eta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CONS
 
 def theorem1_rate(eta: float, c: float, N: int) -> float:
     """The per-step factor of Theorem 1's conclusion, :math:`\\ell(t+1) \\le (1 - \\eta c^{2(N-1)/N})\\, \\ell(t)`."""
-    eta = _check_positive("eta (the step size)", eta)
-    c = _check_positive("the deficiency margin c", c)
-    N = _check_depth(N)
+    eta = check_positive("eta (the step size)", eta)
+    c = check_positive("the deficiency margin c", c)
+    N = check_int("the depth N", N, 1)
     return finite_float("Theorem 1's rate", lambda: 1.0 - eta * c ** (2 * (N - 1) / N))
 
 
@@ -583,6 +565,6 @@ def flow_rate(c: float, N: int) -> float:
     """Exponent of the gradient-flow bound derived in the book (chapter A-T1): for exactly balanced layers whose
     end-to-end matrix has deficiency margin c, :math:`\\ell(t) \\le e^{-\\kappa t} \\ell(0)` with
     :math:`\\kappa = 2 c^{2(N-1)/N}`."""
-    c = _check_positive("the deficiency margin c", c)
-    N = _check_depth(N)
+    c = check_positive("the deficiency margin c", c)
+    N = check_int("the depth N", N, 1)
     return finite_float("the flow rate", lambda: 2.0 * c ** (2 * (N - 1) / N))

@@ -23,7 +23,7 @@ import math
 
 import torch
 
-from ._checks import check_data, check_unit_rows, check_vector
+from ._checks import check_data, check_int, check_positive, check_probability, check_unit_rows, check_vector
 from ._linalg import solve_psd
 from .kernels import _stable_angles, limiting_gram
 
@@ -91,10 +91,8 @@ def confidence_term(n: int, delta: float) -> float:
     >>> round(confidence_term(100, 0.06), 4)
     0.4552
     """
-    if not (isinstance(n, int) and n >= 1):
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not (isinstance(delta, (int, float)) and 0 < delta < 1):
-        raise ValueError(f"delta (the failure probability) must lie in (0, 1), got {delta!r}")
+    check_int("n", n, 1)
+    delta = check_probability("delta (the failure probability)", delta)
     return 3.0 * math.sqrt(math.log(6.0 / delta) / (2 * n))
 
 
@@ -112,8 +110,7 @@ def theorem6_bound(X: torch.Tensor, y: torch.Tensor, delta: float, eps: float = 
         ``{"complexity", "confidence", "eps", "total", "rkhs_norm"}``, floats. The bound is informative only when
         ``total < 1`` (the loss is bounded by 1).
     """
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps (the target error) must be a finite number >= 0, got {eps!r}")
+    eps = check_positive("eps (the target error)", eps, allow_zero=True)
     norm = rkhs_norm(X, y)
     n = X.shape[0]
     comp = math.sqrt(2.0 / n) * norm

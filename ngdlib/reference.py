@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call, jacrev
 
-from ._checks import check_same_dtype_device, check_vector
+from ._checks import check_int, check_positive, check_same_dtype_device, check_vector
 from ._linalg import check_full_column_rank
 from .models import TwoLayerReLU
 
@@ -350,8 +350,7 @@ def deep_kernel(model, X: torch.Tensor, variant: str, *, X_test: torch.Tensor | 
     :class:`DenseKernel` for the reported gap). ``rho > 0`` adds :math:`\rho I` before inverting.
     """
     _deep_variant(variant)
-    if not (isinstance(rho, (int, float)) and not isinstance(rho, bool) and math.isfinite(rho) and rho >= 0):
-        raise ValueError(f"rho (the damping) must be a finite number >= 0, got {rho!r}")
+    rho = check_positive("rho (the damping)", rho, allow_zero=True)
     if not (isinstance(rtol, float) and 0 < rtol < 1):
         raise ValueError(f"rtol (the relative eigenvalue cut-off) must be a float in (0, 1), got {rtol!r}")
     G = deep_fisher_approx(model, X, variant)
@@ -423,11 +422,9 @@ def deep_grid(seed: int, *, n: int = 6, d_big: int = 9, d_small: int = 3, width:
     from .data import forster, sphere
     from .deep import DeepMLP
 
-    if not (isinstance(seed, int) and not isinstance(seed, bool)):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+    check_int("seed", seed)
     for name, v in (("n", n), ("d_big", d_big), ("d_small", d_small), ("width", width)):
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_int(name, v, 1)
     if not d_small < n < d_big:
         raise ValueError(f"the grid needs d_small < n < d_big (N below and above M_0), got {d_small}, {n}, {d_big}")
     X_big = sphere(n, d_big, seed=seed, dtype=dtype, device=device)

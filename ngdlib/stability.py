@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ._history import SeriesHistory
-from ._checks import check_tensor, check_vector
+from ._checks import check_int, check_positive, check_probability, check_tensor, check_vector
 from ._linalg import psd_eigh
 from .curvature import validate
 from .device import generator
@@ -182,9 +182,7 @@ def condition2_radius(model, X: torch.Tensor, y: torch.Tensor, *, check_assumpti
 
 # ---------------------------------------------------------------------------------------------------- perturbations
 def _check_radius(radius) -> float:
-    if not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0):
-        raise ValueError(f"radius must be a positive finite number (the R of Condition 2), got {radius!r}")
-    return float(radius)
+    return check_positive("radius (the R of Condition 2)", radius)
 
 
 def random_perturbation(model, radius: float, seed: int) -> torch.Tensor:
@@ -224,8 +222,7 @@ def adversarial_perturbation(model, X: torch.Tensor, radius: float, *, target: i
     """
     validate(model, X, None, check_assumption1)
     radius = _check_radius(radius)
-    if not (isinstance(overshoot, (int, float)) and 0 < overshoot < 1):
-        raise ValueError(f"overshoot must lie in (0, 1), got {overshoot!r}")
+    check_probability("overshoot", overshoot)
     n = X.shape[0]
     W0 = model.W.detach()
     Z = X @ W0.T                                                  # n x m pre-activations
@@ -235,7 +232,7 @@ def adversarial_perturbation(model, X: torch.Tensor, radius: float, *, target: i
     if target is None:
         i = int(affordable.argmax())
     else:
-        if not (isinstance(target, int) and 0 <= target < n):
+        if not (check_int("target", target, 0) < n):
             raise ValueError(f"target must be an input index in [0, {n}), got {target!r}")
         i = target
     K = int(affordable[i])
@@ -269,8 +266,7 @@ def adversarial_prediction(radius: float, nu: float, m: int, *, overshoot: float
     the exponent of the paper's :math:`O(m^{-1/6})`; it is the large-m limit of the exact prediction.
     """
     radius = _check_radius(radius)
-    if not (isinstance(nu, (int, float)) and math.isfinite(nu) and nu > 0 and isinstance(m, int) and m >= 1):
-        raise ValueError(f"need nu > 0 and an integer width m >= 1, got nu = {nu!r}, m = {m!r}")
+    nu, m = check_positive("nu (the init scale)", nu), check_int("m (the width)", m, 1)
     if not exact:
         return (6 * radius ** 2 / (math.pi * nu ** 2 * m)) ** (1 / 6)
     budget = radius ** 2 / ((1 + overshoot) ** 2 * m * nu ** 2)      # in units of m nu^2
@@ -298,9 +294,7 @@ def random_prediction(radius: float, nu: float, m: int, d: int) -> float:
     m^{-1/4}`.
     """
     radius = _check_radius(radius)
-    if not (isinstance(nu, (int, float)) and math.isfinite(nu) and nu > 0 and isinstance(m, int) and m >= 1
-            and isinstance(d, int) and d >= 1):
-        raise ValueError(f"need nu > 0 and integers m, d >= 1, got nu = {nu!r}, m = {m!r}, d = {d!r}")
+    nu, m, d = check_positive("nu (the init scale)", nu), check_int("m (the width)", m, 1), check_int("d", d, 1)
     return math.sqrt(math.atan(radius / (nu * math.sqrt(m * d))) / math.pi)
 
 

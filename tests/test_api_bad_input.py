@@ -496,9 +496,9 @@ CASES = [
      lambda: ngdlib.limiting_activation_gram(2 * core()["X"]), ("Assumption 1", "unit norm")),
     ("kernels.limiting_gram: 1-D input", lambda: ngdlib.limiting_gram(core()["X"][0]), "2 dimension"),
     # ---------------------------------------------------------------- data
-    ("data.sphere: n negative", lambda: ngdlib.sphere(-1, 3), "n >= 1"),
-    ("data.sphere: d = 0", lambda: ngdlib.sphere(3, 0), "d >= 1"),
-    ("data.sphere: n is a bool", lambda: ngdlib.sphere(True, 3), "n >= 1"),
+    ("data.sphere: n negative", lambda: ngdlib.sphere(-1, 3), "n must be an int >= 1"),
+    ("data.sphere: d = 0", lambda: ngdlib.sphere(3, 0), "d must be an int >= 1"),
+    ("data.sphere: n is a bool", lambda: ngdlib.sphere(True, 3), "n must be an int >= 1"),
     ("data.sphere: int dtype", lambda: ngdlib.sphere(3, 3, dtype=torch.int64), "float32 or float64"),
     ("data.sphere: float16", lambda: ngdlib.sphere(3, 3, dtype=torch.float16), "float32 or float64"),
     ("data.sphere: unknown device", lambda: ngdlib.sphere(3, 3, device="tpu"), "device"),
