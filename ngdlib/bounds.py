@@ -18,11 +18,11 @@ __all__ = [
     "condition1_width_hoeffding",
     "condition2_threshold",
     "condition2_constant",
-    "theorem1_max_step",
-    "theorem1_rate",
-    "theorem2_max_step",
-    "theorem2_rate",
-    "theorem3_width",
+    "zmg_theorem1_max_step",
+    "zmg_theorem1_rate",
+    "zmg_theorem2_max_step",
+    "zmg_theorem2_rate",
+    "zmg_theorem3_width",
     "gd_max_stable_step",
     "gd_optimal_step",
 ]
@@ -99,7 +99,7 @@ def condition2_constant(jacobian_change: float, lambda_min_G0: float) -> float:
         check_positive("lambda_min_G0", lambda_min_G0))
 
 
-def theorem1_max_step(C: float) -> float:
+def zmg_theorem1_max_step(C: float) -> float:
     r"""Theorem 1's step-size bound :math:`\eta \le (1 - 2C)/(1 + C)^2`, for Condition 2's :math:`0 \le C < 1/2`.
 
     The reconstructed proof (chapter Z-T1) shows the same formula with C replaced by the step constant
@@ -109,7 +109,7 @@ def theorem1_max_step(C: float) -> float:
     return (1 - 2 * C) / (1 + C) ** 2
 
 
-def theorem1_rate(eta: float) -> float:
+def zmg_theorem1_rate(eta: float) -> float:
     r"""Theorem 1's per-step factor for the *squared* residual, eq. (5): :math:`\|u(k) - y\|^2 \le (1-\eta)^k
     \|u(0) - y\|^2`. Meaningful for :math:`0 < \eta \le 1`."""
     eta = check_positive("eta", eta)
@@ -118,7 +118,7 @@ def theorem1_rate(eta: float) -> float:
     return 1.0 - eta
 
 
-def theorem2_max_step(mu: float, L: float, C: float) -> float:
+def zmg_theorem2_max_step(mu: float, L: float, C: float) -> float:
     r"""Theorem 2's step-size bound :math:`\eta \le \frac{2}{\mu + L}\,\frac{1 - (1 + \kappa)C}{(1 + C)^2}`,
     :math:`\kappa = L/\mu`, for Condition 3's :math:`0 \le C < 1/(1 + \kappa)`."""
     mu, L = check_positive("mu", mu), check_positive("L", L)
@@ -129,7 +129,7 @@ def theorem2_max_step(mu: float, L: float, C: float) -> float:
     return 2 / (mu + L) * (1 - (1 + kappa) * C) / (1 + C) ** 2
 
 
-def theorem2_rate(eta: float, mu: float, L: float) -> float:
+def zmg_theorem2_rate(eta: float, mu: float, L: float) -> float:
     r"""Theorem 2's per-step factor for the squared residual, eq. (7): :math:`1 - 2\eta\mu L/(\mu + L)`."""
     eta, mu, L = check_positive("eta", eta), check_positive("mu", mu), check_positive("L", L)
     if L < mu:
@@ -137,7 +137,7 @@ def theorem2_rate(eta: float, mu: float, L: float) -> float:
     return 1.0 - 2 * eta * mu * L / (mu + L)
 
 
-def theorem3_width(n: int, nu: float, lambda0: float, delta: float, constant: float = 1.0) -> float:
+def zmg_theorem3_width(n: int, nu: float, lambda0: float, delta: float, constant: float = 1.0) -> float:
     r"""Theorem 3's width :math:`m = \Omega\big(n^4 / (\nu^2 \lambda_0^4 \delta^3)\big)`.
 
     The paper does not state the constant hidden in :math:`\Omega(\cdot)`; it is **unknown** and set to

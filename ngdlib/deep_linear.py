@@ -25,11 +25,11 @@ smallest such :math:`\delta` (0 for N = 1).
 :math:`\|W - \Phi\|_F \le \sigma_{\min}(\Phi) - c`, where :math:`\sigma_{\min}` is the
 :math:`\min(d_0, d_N)`-th singular value; :func:`deficiency_margin` returns the largest such c (negative if none).
 
-**Theorem 1** (as recalled in the book's claims catalogue; the constants 256 and 6144 are NOT confirmed from the
-paper's text): margin c > 0, :math:`\delta \le c^2 / (256 N^3 \|\Phi\|_F^{2(N-1)/N})`,
+**Theorem 1** of Arora, Cohen, Golowich & Hu (2019) (as recalled on the book's claim page A-T1,
+``chapters/arora/a-bal.md``; the constants 256 and 6144 are NOT confirmed from the paper's text): margin c > 0, :math:`\delta \le c^2 / (256 N^3 \|\Phi\|_F^{2(N-1)/N})`,
 :math:`\eta \le c^{(4N-2)/N} / (6144 N^3 \|\Phi\|_F^{(6N-4)/N})` give
-:math:`\ell(t+1) \le (1 - \eta c^{2(N-1)/N}) \ell(t)` (:func:`theorem1_delta_bound`, :func:`theorem1_eta_bound`,
-:func:`theorem1_rate`). What the book derives itself is the gradient-flow rate :func:`flow_rate`.
+:math:`\ell(t+1) \le (1 - \eta c^{2(N-1)/N}) \ell(t)` (:func:`arora_theorem1_delta_bound`, :func:`arora_theorem1_eta_bound`,
+:func:`arora_theorem1_rate`). What the book derives itself is the gradient-flow rate :func:`flow_rate`.
 
 All matrices are float tensors; device and dtype follow the inputs (float64 for verification). Random draws come from
 :func:`ngdlib.device.generator` on the CPU and are then moved.
@@ -69,14 +69,14 @@ __all__ = [
     "gradient_flow",
     "end_to_end_velocity",
     "balanced_velocity",
-    "theorem1_delta_bound",
-    "theorem1_eta_bound",
-    "theorem1_rate",
+    "arora_theorem1_delta_bound",
+    "arora_theorem1_eta_bound",
+    "arora_theorem1_rate",
     "flow_rate",
 ]
 
-#: The constants of Theorem 1 as recalled in the project's claims catalogue. NOT confirmed from the paper's text: the book asserts
-#: only what its own derivation or a direct measurement supports.
+#: The constants of Arora et al.'s Theorem 1 as recalled on the book's claim page A-T1 (chapters/arora/a-bal.md). NOT
+#: confirmed from the paper's text: the book asserts only what its own derivation or a direct measurement supports.
 RECALLED_T1_CONSTANTS = {"delta": 256.0, "eta": 6144.0, "status": "recalled, not confirmed from the paper's text"}
 
 
@@ -525,7 +525,7 @@ def _phi_fro(Phi) -> float:
     return check_positive("||Phi||_F", Phi)
 
 
-def theorem1_delta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CONSTANTS["delta"]) -> float:
+def arora_theorem1_delta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CONSTANTS["delta"]) -> float:
     """Balancedness required by Theorem 1 (as recalled): :math:`\\delta \\le c^2 / (K N^3 \\|\\Phi\\|_F^{2(N-1)/N})`
     with K = 256. **The constant is recalled, not confirmed from the paper's text.**
 
@@ -542,7 +542,7 @@ def theorem1_delta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CO
     return finite_float("Theorem 1's delta bound", lambda: c ** 2 / (constant * N ** 3 * phi ** (2 * (N - 1) / N)))
 
 
-def theorem1_eta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CONSTANTS["eta"]) -> float:
+def arora_theorem1_eta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CONSTANTS["eta"]) -> float:
     """Step size allowed by Theorem 1 (as recalled): :math:`\\eta \\le c^{(4N-2)/N} / (K N^3
     \\|\\Phi\\|_F^{(6N-4)/N})` with K = 6144. **The constant is recalled, not confirmed from the paper's text.**"""
     c = check_positive("the deficiency margin c", c)
@@ -553,7 +553,7 @@ def theorem1_eta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CONS
                          lambda: c ** ((4 * N - 2) / N) / (constant * N ** 3 * phi ** ((6 * N - 4) / N)))
 
 
-def theorem1_rate(eta: float, c: float, N: int) -> float:
+def arora_theorem1_rate(eta: float, c: float, N: int) -> float:
     """The per-step factor of Theorem 1's conclusion, :math:`\\ell(t+1) \\le (1 - \\eta c^{2(N-1)/N})\\, \\ell(t)`."""
     eta = check_positive("eta (the step size)", eta)
     c = check_positive("the deficiency margin c", c)

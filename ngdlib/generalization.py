@@ -33,7 +33,7 @@ __all__ = [
     "rkhs_norm",
     "complexity_term",
     "confidence_term",
-    "theorem6_bound",
+    "zmg_theorem6_bound",
     "kernel_predict",
 ]
 
@@ -96,7 +96,7 @@ def confidence_term(n: int, delta: float) -> float:
     return 3.0 * math.sqrt(math.log(6.0 / delta) / (2 * n))
 
 
-def theorem6_bound(X: torch.Tensor, y: torch.Tensor, delta: float, eps: float = 0.0) -> dict:
+def zmg_theorem6_bound(X: torch.Tensor, y: torch.Tensor, delta: float, eps: float = 0.0) -> dict:
     r"""Every term of Theorem 6's bound (eq. 18) on the expected loss, and their sum.
 
     Args:

@@ -216,7 +216,7 @@ def reference_curvature_direction(model, X: torch.Tensor, g: torch.Tensor, h: to
 
 
 # ---------------------------------------------------------------------------------------------------- analysis
-def one_step_factor(loss, u: torch.Tensor, y: torch.Tensor, lr: float, c: float, variant: str = "gauss-newton"):
+def one_step_factor(loss, u: torch.Tensor, y: torch.Tensor, eta: float, c: float, variant: str = "gauss-newton"):
     r"""Certified bound on :math:`\|e(k+1)\|_2 / \|e(k)\|_2`, :math:`e = u - u^*`, for one step of either variant.
 
     Reconstruction (chapter Z-T2). The step moves the outputs by exactly :math:`-\eta \bar J J^+ v` with
@@ -230,7 +230,7 @@ def one_step_factor(loss, u: torch.Tensor, y: torch.Tensor, lr: float, c: float,
     if variant not in _VARIANTS:
         raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
     phi = loss.secant(u, y) if variant == "gauss-newton" else loss.ratio(u, y)
-    return float((1 - lr * phi).abs().max()) + lr * c * float(phi.abs().max())
+    return float((1 - eta * phi).abs().max()) + eta * c * float(phi.abs().max())
 
 
 def train_loss(model, X: torch.Tensor, y: torch.Tensor, loss, lr: float, steps: int, *,

@@ -47,7 +47,7 @@ Public API in scope (``module.name``; classes with their public methods/properti
 * ngdlib.deep_linear: check_layers dims end_to_end loss gradients gd_step balancedness balancedness_gaps
   deficiency_margin sigma_min balanced_init gaussian_init whitened_data WhitenedData data_loss train_gd
   DeepLinearHistory . steps tensor; gradient_flow end_to_end_velocity balanced_velocity
-  theorem1_delta_bound theorem1_eta_bound theorem1_rate flow_rate; RECALLED_T1_CONSTANTS
+  arora_theorem1_delta_bound arora_theorem1_eta_bound arora_theorem1_rate flow_rate; RECALLED_T1_CONSTANTS
 * ngdlib.chatterjee: grad_ratio sampled_ratio_min sample_ball toy_loss toy_alpha toy_hessian_bound criterion_ratio
   gd_certificate gradient_descent GDHistory . tensor; FeedForward(d, widths, activation, scale) . depth unflatten
   flatten positive_init forward loss loss_fn first_layer_backprop kernel_at_zero first_layer_jacobian
@@ -347,9 +347,9 @@ SPECS += [
     S("_linalg.psd_power", lin, lambda a: _linalg.psd_power(a["M"], 0.5), M=BASIC + [("short", "square")]),
     S("deep_linear.balanced_velocity", lin, lambda a: dl.balanced_velocity(a["W"], a["Phi"], 3),
       W=WITH_REF + [("short", "same shape")], Phi=WITH_REF + [("short", "same shape")]),
-    S("deep_linear.theorem1_delta_bound", lin, lambda a: dl.theorem1_delta_bound(0.1, a["Phi"], 3),
+    S("deep_linear.arora_theorem1_delta_bound", lin, lambda a: dl.arora_theorem1_delta_bound(0.1, a["Phi"], 3),
       Phi=[m if m != "list" else ("list", "Phi") for m in BASIC]),   # Phi may be a tensor or the number ||Phi||_F
-    S("deep_linear.theorem1_eta_bound", lin, lambda a: dl.theorem1_eta_bound(0.1, a["Phi"], 3),
+    S("deep_linear.arora_theorem1_eta_bound", lin, lambda a: dl.arora_theorem1_eta_bound(0.1, a["Phi"], 3),
       Phi=[m if m != "list" else ("list", "Phi") for m in BASIC]),
 ]
 
@@ -741,8 +741,8 @@ CASES = [
                                                             torch.ones(3, 3, dtype=F64)), "overflowed"),
     ("deep_linear.balancedness: gaps overflow", lambda: dl.balancedness([torch.full((3, 3), 1e200, dtype=F64)] * 2),
      "overflowed"),
-    ("deep_linear.theorem1_eta_bound: ||Phi||^((6N-4)/N) overflows",
-     lambda: dl.theorem1_eta_bound(1e-3, 1e300, 50), "overflowed"),
+    ("deep_linear.arora_theorem1_eta_bound: ||Phi||^((6N-4)/N) overflows",
+     lambda: dl.arora_theorem1_eta_bound(1e-3, 1e300, 50), "overflowed"),
     ("chatterjee.toy_alpha: |x0|^2 overflows", lambda: ch.toy_alpha(torch.tensor([1e200, 0.0], dtype=F64), 1.0),
      "overflowed"),
     ("chatterjee.criterion_ratio: r^2 alpha overflows", lambda: ch.criterion_ratio(1e-300, 1e300, 1e300),
@@ -818,19 +818,19 @@ CASES = [
     ("deep_linear.balanced_velocity: depth 0", lambda: dl.balanced_velocity(lin()["W"], lin()["Phi"], 0), "depth N"),
     ("deep_linear.balanced_velocity: depth a float", lambda: dl.balanced_velocity(lin()["W"], lin()["Phi"], 2.0),
      "depth N"),
-    ("deep_linear.theorem1_delta_bound: depth 0", lambda: dl.theorem1_delta_bound(0.1, 1.0, 0), "depth N"),
-    ("deep_linear.theorem1_delta_bound: margin NaN", lambda: dl.theorem1_delta_bound(NAN, 1.0, 3),
+    ("deep_linear.arora_theorem1_delta_bound: depth 0", lambda: dl.arora_theorem1_delta_bound(0.1, 1.0, 0), "depth N"),
+    ("deep_linear.arora_theorem1_delta_bound: margin NaN", lambda: dl.arora_theorem1_delta_bound(NAN, 1.0, 3),
      "deficiency margin"),
-    ("deep_linear.theorem1_delta_bound: constant 0", lambda: dl.theorem1_delta_bound(0.1, 1.0, 3, constant=0.0),
+    ("deep_linear.arora_theorem1_delta_bound: constant 0", lambda: dl.arora_theorem1_delta_bound(0.1, 1.0, 3, constant=0.0),
      "constant"),
-    ("deep_linear.theorem1_delta_bound: Phi = 0", lambda: dl.theorem1_delta_bound(0.1, torch.zeros(2, 2, dtype=F64),
+    ("deep_linear.arora_theorem1_delta_bound: Phi = 0", lambda: dl.arora_theorem1_delta_bound(0.1, torch.zeros(2, 2, dtype=F64),
                                                                                   3), "Phi"),
-    ("deep_linear.theorem1_eta_bound: margin 0", lambda: dl.theorem1_eta_bound(0.0, 1.0, 3), "deficiency margin"),
-    ("deep_linear.theorem1_eta_bound: ||Phi|| negative", lambda: dl.theorem1_eta_bound(0.1, -1.0, 3), "Phi"),
-    ("deep_linear.theorem1_eta_bound: constant negative",
-     lambda: dl.theorem1_eta_bound(0.1, 1.0, 3, constant=-6144.0), "constant"),
-    ("deep_linear.theorem1_rate: eta NaN", lambda: dl.theorem1_rate(NAN, 0.1, 3), "eta"),
-    ("deep_linear.theorem1_rate: depth -1", lambda: dl.theorem1_rate(0.1, 0.1, -1), "depth N"),
+    ("deep_linear.arora_theorem1_eta_bound: margin 0", lambda: dl.arora_theorem1_eta_bound(0.0, 1.0, 3), "deficiency margin"),
+    ("deep_linear.arora_theorem1_eta_bound: ||Phi|| negative", lambda: dl.arora_theorem1_eta_bound(0.1, -1.0, 3), "Phi"),
+    ("deep_linear.arora_theorem1_eta_bound: constant negative",
+     lambda: dl.arora_theorem1_eta_bound(0.1, 1.0, 3, constant=-6144.0), "constant"),
+    ("deep_linear.arora_theorem1_rate: eta NaN", lambda: dl.arora_theorem1_rate(NAN, 0.1, 3), "eta"),
+    ("deep_linear.arora_theorem1_rate: depth -1", lambda: dl.arora_theorem1_rate(0.1, 0.1, -1), "depth N"),
     ("deep_linear.flow_rate: margin negative", lambda: dl.flow_rate(-0.1, 3), "deficiency margin"),
     ("deep_linear.flow_rate: depth is a bool", lambda: dl.flow_rate(0.1, True), "depth N"),
     ("deep_linear.DeepLinearHistory.tensor: unknown series",
@@ -990,7 +990,7 @@ N1_OK = [
     ("deep_linear.balancedness: depth 1", lambda: dl.balancedness([lin()["Phi"]])),
     ("deep_linear.train_gd: depth 1", lambda: dl.train_gd([lin()["W"]], lin()["Phi"], 0.1, 3)[1].tensor("loss")),
     ("deep_linear.balanced_init: depth 1", lambda: dl.balanced_init(lin()["Phi"], [])),
-    ("deep_linear.theorem1_delta_bound: depth 1", lambda: dl.theorem1_delta_bound(0.1, lin()["Phi"], 1)),
+    ("deep_linear.arora_theorem1_delta_bound: depth 1", lambda: dl.arora_theorem1_delta_bound(0.1, lin()["Phi"], 1)),
     ("deep_linear.whitened_data: n = 1, d_in = 1", lambda: dl.whitened_data(1, 1, 1).Phi),
     ("deep_linear.data_loss: one sample", lambda: dl.data_loss([torch.ones(1, 1, dtype=F64)],
                                                                torch.ones(1, 1, dtype=F64),

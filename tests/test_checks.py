@@ -60,9 +60,9 @@ BOOL_ROWS = [
     ("data.sphere n", lambda: data.sphere(True, 3), "n"),
     ("data.sphere d", lambda: data.sphere(3, True), "d"),
     ("bounds.condition1_width n", lambda: bounds.condition1_width(1.0, 1.0, True, 0.1), "n"),
-    ("bounds.theorem3_width n", lambda: bounds.theorem3_width(True, 1.0, 1.0, 0.1), "n"),
-    ("bounds.theorem3_width delta", lambda: bounds.theorem3_width(3, 1.0, 1.0, True), "delta"),
-    ("bounds.theorem2_rate eta", lambda: bounds.theorem2_rate(True, 1.0, 2.0), "eta"),
+    ("bounds.zmg_theorem3_width n", lambda: bounds.zmg_theorem3_width(True, 1.0, 1.0, 0.1), "n"),
+    ("bounds.zmg_theorem3_width delta", lambda: bounds.zmg_theorem3_width(3, 1.0, 1.0, True), "delta"),
+    ("bounds.zmg_theorem2_rate eta", lambda: bounds.zmg_theorem2_rate(True, 1.0, 2.0), "eta"),
     ("generalization.confidence_term n", lambda: generalization.confidence_term(True, 0.1), "n"),
     ("chatterjee.sample_ball k", lambda: chatterjee.sample_ball(torch.zeros(2, dtype=F64), 1.0, True), "k"),
     ("chatterjee.gradient_descent steps",
@@ -71,7 +71,7 @@ BOOL_ROWS = [
      lambda: deep_linear.train_gd([torch.eye(2, dtype=F64)], torch.eye(2, dtype=F64), 0.1, True), "steps"),
     ("deep_linear.whitened_data n", lambda: deep_linear.whitened_data(True, 1, 1), "n"),
     ("deep_linear.flow_rate N", lambda: deep_linear.flow_rate(0.5, True), "depth N"),
-    ("deep_linear.theorem1_rate eta", lambda: deep_linear.theorem1_rate(True, 0.5, 2), "eta"),
+    ("deep_linear.arora_theorem1_rate eta", lambda: deep_linear.arora_theorem1_rate(True, 0.5, 2), "eta"),
     ("stability.random_prediction m", lambda: stability.random_prediction(1.0, 1.0, True, 3), "m"),
 ]
 

@@ -126,7 +126,7 @@ def test_theorem6_terms():
     y = torch.randn(30, generator=torch.Generator().manual_seed(3), dtype=F64)
     G = ngdlib.limiting_gram(X)
     quad = float(y @ torch.linalg.solve(G, y))
-    b = gen.theorem6_bound(X, y, 0.1, eps=0.01)
+    b = gen.zmg_theorem6_bound(X, y, 0.1, eps=0.01)
     assert abs(b["rkhs_norm"] - quad ** 0.5) < 1e-10 * quad ** 0.5
     assert abs(b["complexity"] - math.sqrt(2 * quad / 30)) < 1e-10
     assert abs(b["confidence"] - 3 * math.sqrt(math.log(60) / 60)) < 1e-14
@@ -254,7 +254,7 @@ BAD = [
     ("cross gram d mismatch", lambda: gen.limiting_cross_gram(ngdlib.sphere(3, 3), ngdlib.sphere(3, 4)),
      "same input dimension"),
     ("confidence delta", lambda: gen.confidence_term(10, 1.5), "failure probability"),
-    ("bound eps < 0", lambda: gen.theorem6_bound(ngdlib.sphere(4, 3), torch.ones(4, dtype=F64), 0.1, eps=-1.0),
+    ("bound eps < 0", lambda: gen.zmg_theorem6_bound(ngdlib.sphere(4, 3), torch.ones(4, dtype=F64), 0.1, eps=-1.0),
      "target error"),
     ("ramp shapes", lambda: gen.ramp_loss(torch.ones(3), torch.ones(4)), "same shape"),
     ("MLP width 0", lambda: mf.MLP(3, 0, 2), "width"),

@@ -137,9 +137,9 @@ def test_train_gd_history_and_divergence():
 
 def test_theorem1_bounds_formulas():
     Phi = torch.diag(torch.tensor([3.0, 4.0], dtype=F64))            # ||Phi||_F = 5
-    assert math.isclose(dl.theorem1_delta_bound(0.5, Phi, 2), 0.25 / (256 * 8 * 5.0), rel_tol=1e-14)
-    assert math.isclose(dl.theorem1_eta_bound(0.5, 5.0, 2), 0.5 ** 3 / (6144 * 8 * 5.0 ** 4), rel_tol=1e-14)
-    assert math.isclose(dl.theorem1_rate(0.1, 0.25, 3), 1 - 0.1 * 0.25 ** (4 / 3), rel_tol=1e-14)
+    assert math.isclose(dl.arora_theorem1_delta_bound(0.5, Phi, 2), 0.25 / (256 * 8 * 5.0), rel_tol=1e-14)
+    assert math.isclose(dl.arora_theorem1_eta_bound(0.5, 5.0, 2), 0.5 ** 3 / (6144 * 8 * 5.0 ** 4), rel_tol=1e-14)
+    assert math.isclose(dl.arora_theorem1_rate(0.1, 0.25, 3), 1 - 0.1 * 0.25 ** (4 / 3), rel_tol=1e-14)
     assert math.isclose(dl.flow_rate(0.25, 3), 2 * 0.25 ** (4 / 3), rel_tol=1e-14)
     assert dl.RECALLED_T1_CONSTANTS["status"].startswith("recalled")
 
@@ -162,8 +162,8 @@ BAD_DL = [
     ("hidden too narrow", lambda: dl.balanced_init(torch.ones(3, 4, dtype=F64), [2]), "condition (i)"),
     ("negative step", lambda: dl.gd_step([torch.ones(2, 2, dtype=F64)], torch.ones(2, 2, dtype=F64), -1.0),
      "eta"),
-    ("zero margin", lambda: dl.theorem1_eta_bound(0.0, 1.0, 3), "deficiency margin"),
-    ("depth zero", lambda: dl.theorem1_delta_bound(0.1, 1.0, 0), "depth N"),
+    ("zero margin", lambda: dl.arora_theorem1_eta_bound(0.0, 1.0, 3), "deficiency margin"),
+    ("depth zero", lambda: dl.arora_theorem1_delta_bound(0.1, 1.0, 0), "depth N"),
     ("not whitenable", lambda: dl.whitened_data(3, 5, 1), "n >= d_in"),
     ("bad times", lambda: dl.gradient_flow([torch.eye(2, dtype=F64)], torch.eye(2, dtype=F64), [1.0, 0.5]),
      "increasing"),
