@@ -10,7 +10,7 @@ d_{j-1}}`; it maps :math:`x \mapsto W_N \cdots W_1 x`. Its end-to-end matrix is 
     L(W_1, \dots, W_N) = \frac{1}{2n} \sum_{i=1}^n \|W_{1:N} x_i - y_i\|^2
     = \ell(W_{1:N}) + \text{const},\qquad \ell(W) = \tfrac12 \|W - \Phi\|_F^2,\quad \Phi = Y^\top X / n,
 
-with const :math:`= \|Y\|_F^2/(2n) - \|\Phi\|_F^2/2` (:func:`whitened_data`, :func:`data_loss`). Everything below
+with const :math:`= \|Y\|_F^2/(2n) - \|\Phi\|_F^2/2` (:func:`ngdlib.data.whitened_data`, :func:`data_loss`). Everything below
 works with :math:`\ell` and the target :math:`\Phi` (d_N x d_0).
 
 **Gradients.** :math:`\nabla_{W_j} L = W_{j+1:N}^\top (W_{1:N} - \Phi) W_{1:j-1}^\top` with
@@ -45,11 +45,11 @@ from ._history import SeriesHistory
 from ._checks import (check_device, check_dtype, check_finite_result, check_int, check_number, check_positive,
                       check_same_dtype_device, check_tensor, finite_float)
 from ._linalg import psd_power
+from .data import WhitenedData, whitened_data  # noqa: F401  (moved to ngdlib.data; old name kept for callers)
 from .device import generator
 
 __all__ = [
     "RECALLED_T1_CONSTANTS",
-    "WhitenedData",
     "DeepLinearHistory",
     "check_layers",
     "dims",
@@ -63,7 +63,6 @@ __all__ = [
     "sigma_min",
     "balanced_init",
     "gaussian_init",
-    "whitened_data",
     "data_loss",
     "train_gd",
     "gradient_flow",
@@ -307,50 +306,6 @@ def gaussian_init(widths, std: float, seed: int = 0, dtype: torch.dtype = torch.
 # ----------------------------------------------------------------------------------------------------------------
 # whitened data
 # ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class WhitenedData:
-    """Synthetic whitened regression data: X (n x d_in) with X^T X / n = I, Y (n x d_out), Phi = Y^T X / n, and the
-    constant ``offset`` with data loss = 1/2 ||W - Phi||_F^2 + offset."""
-
-    X: torch.Tensor
-    Y: torch.Tensor
-    Phi: torch.Tensor
-    offset: float
-
-
-def whitened_data(n: int, d_in: int, d_out: int, seed: int = 0, noise: float = 0.1, Phi_true=None,
-                  dtype: torch.dtype = torch.float64, device=None) -> WhitenedData:
-    """Whitened synthetic data generated from a seed (the paper's UCI data cannot be downloaded here).
-
-    :math:`X = \\sqrt n\\, Q` with Q (n x d_in) the orthonormal factor of a Gaussian matrix, so :math:`X^\\top X / n
-    = I` exactly (to round-off); :math:`Y = X \\Phi_{true}^\\top + \\text{noise} \\cdot N(0, I)` with
-    :math:`\\Phi_{true}` Gaussian (entries N(0, 1/d_in)) unless given. The loss of the data is then
-    :math:`\\tfrac12\\|W - \\Phi\\|_F^2` + offset with :math:`\\Phi = Y^\\top X / n` (module docstring).
-    """
-    for name, v in (("n", n), ("d_in", d_in), ("d_out", d_out)):
-        check_int(name, v, 1)
-    if n < d_in:
-        raise ValueError(f"whitening needs n >= d_in (X^T X / n = I has rank d_in), got n = {n} < d_in = {d_in}")
-    noise = check_positive("noise", noise, allow_zero=True)
-    check_dtype(dtype)
-    check_device(device)
-    g = generator(seed)
-    Q, _ = torch.linalg.qr(torch.randn(n, d_in, generator=g, dtype=torch.float64))
-    X = math.sqrt(n) * Q
-    if Phi_true is None:
-        Phi_true = torch.randn(d_out, d_in, generator=g, dtype=torch.float64) / math.sqrt(d_in)
-    else:
-        check_tensor("Phi_true", Phi_true, ndim=2)
-        if tuple(Phi_true.shape) != (d_out, d_in):
-            raise ValueError(f"Phi_true must be d_out x d_in = {(d_out, d_in)}, got {tuple(Phi_true.shape)}")
-        Phi_true = Phi_true.detach().to("cpu", torch.float64)
-    Y = X @ Phi_true.T + noise * torch.randn(n, d_out, generator=g, dtype=torch.float64)
-    Phi = Y.T @ X / n
-    offset = float((Y ** 2).sum() / (2 * n) - (Phi ** 2).sum() / 2)
-    mv = {"dtype": dtype, "device": device}
-    return WhitenedData(X.to(**mv), Y.to(**mv), Phi.to(**mv), offset)
-
-
 def data_loss(layers, X: torch.Tensor, Y: torch.Tensor) -> float:
     """The loss on the data, :math:`\\frac{1}{2n}\\sum_i \\|W_{1:N} x_i - y_i\\|^2 = \\frac{1}{2n}\\|X W_{1:N}^\\top -
     Y\\|_F^2` (rows of X and Y are samples)."""

@@ -29,7 +29,7 @@ Public API in scope (``module.name``; classes with their public methods/properti
   gram jvp vjp jacobian extra_repr; resolve_counts; COUNTS
 * ngdlib.curvature: ngd_direction ngd_step kfac_direction gd_direction validate gram_eigh
 * ngdlib.kernels: limiting_gram limiting_activation_gram angles relu_input_layer relu_layer
-* ngdlib.data: sphere forster
+* ngdlib.data: sphere sphere_teacher teacher forster whitened_data WhitenedData
 * ngdlib.train: train, History . steps tensor; METHODS
 * ngdlib.records: record records_dir environment; STATUSES
 * ngdlib.testing: tolerance assert_close assert_within_se fit_loglog_slope verdict PrecisionWarning; TOLERANCES
@@ -45,7 +45,7 @@ Public API in scope (``module.name``; classes with their public methods/properti
   linearized_prediction ntk_test_prediction train_ngd NGDRun . residual_norms losses; dense_fisher_approx
   dense_kernel dense_direction limiting_factors limiting_function_kernel; VARIANTS
 * ngdlib.deep_linear: check_layers dims end_to_end loss gradients gd_step balancedness balancedness_gaps
-  deficiency_margin sigma_min balanced_init gaussian_init whitened_data WhitenedData data_loss train_gd
+  deficiency_margin sigma_min balanced_init gaussian_init data_loss train_gd
   DeepLinearHistory . steps tensor; gradient_flow end_to_end_velocity balanced_velocity
   arora_theorem1_delta_bound arora_theorem1_eta_bound arora_theorem1_rate flow_rate; RECALLED_T1_CONSTANTS
 * ngdlib.chatterjee: grad_ratio sampled_ratio_min sample_ball toy_loss toy_alpha toy_hessian_bound criterion_ratio
@@ -107,7 +107,7 @@ def deep(n=5, widths=(6, 7, 8), activation="relu", bias=True):
 def lin():
     """A depth-2 linear network 3 -> 4 -> 2, a target Phi (2 x 3), whitened data (10 samples)."""
     layers = dl.gaussian_init([3, 4, 2], 0.5, seed=0)
-    data = dl.whitened_data(10, 3, 2, seed=2)
+    data = ngdlib.data.whitened_data(10, 3, 2, seed=2)
     A = torch.randn(3, 3, generator=_g(3), dtype=F64)
     return {"layers": layers, "Phi": 0.5 * torch.randn(2, 3, generator=_g(1), dtype=F64),
             "W": dl.end_to_end(layers), "X": data.X, "Y": data.Y, "M": A @ A.T + torch.eye(3, dtype=F64)}
@@ -340,8 +340,8 @@ SPECS += [
     S("deep_linear.deficiency_margin", lin, lambda a: dl.deficiency_margin(a["W"], a["Phi"]),
       W=WITH_REF, Phi=WITH_REF + [("short", "same shape")]),
     S("deep_linear.balanced_init", lin, lambda a: dl.balanced_init(a["Phi"], [4, 3]), Phi=BASIC),
-    S("deep_linear.whitened_data", lambda: {"P": torch.ones(2, 3, dtype=F64)},
-      lambda a: dl.whitened_data(10, 3, 2, Phi_true=a["P"]), P=BASIC + [("short", "d_out x d_in")]),
+    S("data.whitened_data", lambda: {"P": torch.ones(2, 3, dtype=F64)},
+      lambda a: ngdlib.data.whitened_data(10, 3, 2, Phi_true=a["P"]), P=BASIC + [("short", "d_out x d_in")]),
     S("deep_linear.data_loss", lin, lambda a: dl.data_loss(a["layers"], a["X"], a["Y"]), **_LAY,
       X=WITH_REF + [("short", "n x d_0")], Y=WITH_REF + [("short", "n x d_0")]),
     S("_linalg.psd_power", lin, lambda a: _linalg.psd_power(a["M"], 0.5), M=BASIC + [("short", "square")]),
@@ -500,6 +500,12 @@ CASES = [
     ("data.sphere: d = 0", lambda: ngdlib.sphere(3, 0), "d must be an int >= 1"),
     ("data.sphere: n is a bool", lambda: ngdlib.sphere(True, 3), "n must be an int >= 1"),
     ("data.sphere: int dtype", lambda: ngdlib.sphere(3, 3, dtype=torch.int64), "float32 or float64"),
+    ("data.sphere_teacher: n_test = 0", lambda: ngdlib.data.sphere_teacher(3, 3, n_test=0), "n_test"),
+    ("data.sphere_teacher: frequency NaN", lambda: ngdlib.data.sphere_teacher(3, 3, frequency=NAN), "frequency"),
+    ("data.sphere_teacher: d = 1", lambda: ngdlib.data.sphere_teacher(3, 1), "parallel"),
+    ("data.sphere_teacher: n is a bool", lambda: ngdlib.data.sphere_teacher(True, 3), "n must be an int >= 1"),
+    ("data.teacher: X 1-D", lambda: ngdlib.data.teacher(torch.ones(3, dtype=F64), 0), "2 dimension"),
+    ("data.teacher: frequency 0", lambda: ngdlib.data.teacher(ngdlib.sphere(3, 3), 0, frequency=0.0), "frequency"),
     ("data.sphere: float16", lambda: ngdlib.sphere(3, 3, dtype=torch.float16), "float32 or float64"),
     ("data.sphere: unknown device", lambda: ngdlib.sphere(3, 3, device="tpu"), "device"),
     ("data.sphere: seed is a float", lambda: ngdlib.sphere(3, 3, seed=0.5), "seed"),
@@ -780,11 +786,11 @@ CASES = [
     ("deep_linear.gaussian_init: int dtype", lambda: dl.gaussian_init([3, 2], 0.5, dtype=torch.int64),
      "float32 or float64"),
     ("deep_linear.gaussian_init: unknown device", lambda: dl.gaussian_init([3, 2], 0.5, device="gpu"), "device"),
-    ("deep_linear.whitened_data: n < d_in", lambda: dl.whitened_data(3, 5, 1), "n >= d_in"),
-    ("deep_linear.whitened_data: n = 1 < d_in", lambda: dl.whitened_data(1, 2, 1), "n >= d_in"),
-    ("deep_linear.whitened_data: noise NaN", lambda: dl.whitened_data(10, 3, 2, noise=NAN), "noise"),
-    ("deep_linear.whitened_data: d_out = 0", lambda: dl.whitened_data(10, 3, 0), "d_out"),
-    ("deep_linear.whitened_data: float16", lambda: dl.whitened_data(10, 3, 2, dtype=torch.float16),
+    ("data.whitened_data: n < d_in", lambda: ngdlib.data.whitened_data(3, 5, 1), "n >= d_in"),
+    ("data.whitened_data: n = 1 < d_in", lambda: ngdlib.data.whitened_data(1, 2, 1), "n >= d_in"),
+    ("data.whitened_data: noise NaN", lambda: ngdlib.data.whitened_data(10, 3, 2, noise=NAN), "noise"),
+    ("data.whitened_data: d_out = 0", lambda: ngdlib.data.whitened_data(10, 3, 0), "d_out"),
+    ("data.whitened_data: float16", lambda: ngdlib.data.whitened_data(10, 3, 2, dtype=torch.float16),
      "float32 or float64"),
     ("deep_linear.data_loss: X and Y row counts differ",
      lambda: dl.data_loss(lin()["layers"], lin()["X"], lin()["Y"][:-1]), "n x d_0"),
@@ -991,7 +997,7 @@ N1_OK = [
     ("deep_linear.train_gd: depth 1", lambda: dl.train_gd([lin()["W"]], lin()["Phi"], 0.1, 3)[1].tensor("loss")),
     ("deep_linear.balanced_init: depth 1", lambda: dl.balanced_init(lin()["Phi"], [])),
     ("deep_linear.arora_theorem1_delta_bound: depth 1", lambda: dl.arora_theorem1_delta_bound(0.1, lin()["Phi"], 1)),
-    ("deep_linear.whitened_data: n = 1, d_in = 1", lambda: dl.whitened_data(1, 1, 1).Phi),
+    ("data.whitened_data: n = 1, d_in = 1", lambda: ngdlib.data.whitened_data(1, 1, 1).Phi),
     ("deep_linear.data_loss: one sample", lambda: dl.data_loss([torch.ones(1, 1, dtype=F64)],
                                                                torch.ones(1, 1, dtype=F64),
                                                                torch.ones(1, 1, dtype=F64))),
@@ -1133,7 +1139,7 @@ EXEMPT = {
     "approx_fisher.MultiSignals.n": "property, no arguments",
     "approx_fisher.MultiSignals.c": "property, no arguments",
     "approx_fisher.MultiSignals.stacked": "no arguments (reshapes a validated record)",
-    "deep_linear.WhitenedData": "plain record returned by whitened_data (validated there)",
+    "data.WhitenedData": "plain record returned by whitened_data (validated there)",
     "deep_linear.DeepLinearHistory": "plain record returned by train_gd (validated there)",
     "deep_linear.DeepLinearHistory.steps": "property, no arguments",
     "chatterjee.GDHistory": "plain record returned by gradient_descent (validated there)",

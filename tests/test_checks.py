@@ -69,7 +69,7 @@ BOOL_ROWS = [
      lambda: chatterjee.gradient_descent(chatterjee.toy_loss, torch.ones(2, dtype=F64), 0.1, True), "steps"),
     ("deep_linear.train_gd steps",
      lambda: deep_linear.train_gd([torch.eye(2, dtype=F64)], torch.eye(2, dtype=F64), 0.1, True), "steps"),
-    ("deep_linear.whitened_data n", lambda: deep_linear.whitened_data(True, 1, 1), "n"),
+    ("data.whitened_data n", lambda: data.whitened_data(True, 1, 1), "n"),
     ("deep_linear.flow_rate N", lambda: deep_linear.flow_rate(0.5, True), "depth N"),
     ("deep_linear.arora_theorem1_rate eta", lambda: deep_linear.arora_theorem1_rate(True, 0.5, 2), "eta"),
     ("stability.random_prediction m", lambda: stability.random_prediction(1.0, 1.0, True, 3), "m"),

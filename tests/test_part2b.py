@@ -11,6 +11,7 @@ import torch
 from ngdlib import _linalg
 from ngdlib import chatterjee as ch
 from ngdlib import deep_linear as dl
+from ngdlib.data import whitened_data
 from ngdlib.testing import assert_close
 
 F64 = torch.float64
@@ -105,12 +106,12 @@ def test_balanced_velocity_fails_for_unbalanced_layers():
 
 
 def test_whitened_data_loss_identity():
-    data = dl.whitened_data(50, 4, 2, seed=3, noise=0.3)
+    data = whitened_data(50, 4, 2, seed=3, noise=0.3)
     assert_close(data.X.T @ data.X / 50, torch.eye(4, dtype=F64), rtol=0, atol=1e-13, what="whitening")
     layers = _layers(4, [3], 2, seed=1)
     assert math.isclose(dl.data_loss(layers, data.X, data.Y), dl.loss(layers, data.Phi) + data.offset,
                         rel_tol=1e-12, abs_tol=1e-13)
-    assert dl.whitened_data(50, 4, 2, seed=3).Phi.equal(dl.whitened_data(50, 4, 2, seed=3).Phi)
+    assert whitened_data(50, 4, 2, seed=3).Phi.equal(whitened_data(50, 4, 2, seed=3).Phi)
 
 
 def test_gradient_flow_conserves_balancedness_and_decreases_loss():
@@ -164,7 +165,7 @@ BAD_DL = [
      "eta"),
     ("zero margin", lambda: dl.arora_theorem1_eta_bound(0.0, 1.0, 3), "deficiency margin"),
     ("depth zero", lambda: dl.arora_theorem1_delta_bound(0.1, 1.0, 0), "depth N"),
-    ("not whitenable", lambda: dl.whitened_data(3, 5, 1), "n >= d_in"),
+    ("not whitenable", lambda: whitened_data(3, 5, 1), "n >= d_in"),
     ("bad times", lambda: dl.gradient_flow([torch.eye(2, dtype=F64)], torch.eye(2, dtype=F64), [1.0, 0.5]),
      "increasing"),
     ("not PSD", lambda: _linalg.psd_power(-torch.eye(2, dtype=F64), 0.5), "positive semi-definite"),
