@@ -5,11 +5,16 @@ The reference below is the code the Part II-a notebooks carried before the libra
 from that definition with numpy for the normalisation and the sine: the library must reproduce it bit for bit in
 float64 (same seed, same numbers), so swapping the notebooks' copies for the library call changed no number.
 """
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from ngdlib import data
+import ngdlib
+from ngdlib import data, kfac
+from ngdlib import deep_linear as dl
+from ngdlib.testing import assert_close
 
 F64 = torch.float64
 
@@ -64,3 +69,53 @@ def test_whitened_data_is_whitened_and_its_loss_identity_holds():
     lhs = float(((w.X @ W.T - w.Y) ** 2).sum() / (2 * n))
     rhs = 0.5 * float(((W - w.Phi) ** 2).sum()) + w.offset
     assert lhs == pytest.approx(rhs, rel=1e-12)
+
+
+# ---------------------------------------------------------------- moved from tests/test_part1b.py and test_part2b.py
+def _aniso(n, d, seed, spread=0.4):
+    X = ngdlib.sphere(n, d, seed=seed) * torch.logspace(-spread, spread, d, dtype=F64)
+    return X / torch.linalg.vector_norm(X, dim=1, keepdim=True)
+
+
+def _twenty_in_a_plane():
+    # 20 of 40 inputs in a 2-d subspace of R^5 (>= n k / d = 16): no radial isotropic position; the iteration
+    # collapses that plane and used to fail with a raw LinAlgError
+    X = ngdlib.sphere(40, 5, seed=1).clone()
+    P = torch.randn(20, 2, generator=torch.Generator().manual_seed(0), dtype=F64)
+    X[:20] = 0
+    X[:20, :2] = P / P.norm(dim=1, keepdim=True)
+    return X
+
+
+BAD = [
+    ("Forster, 20 of 40 in a plane", lambda: ngdlib.forster(_twenty_in_a_plane(), max_iter=3000), "general position"),
+]
+
+
+def test_forster_then_uniform_leverages():
+    X = _aniso(30, 5, 10, spread=0.8)
+    U, A = ngdlib.forster(X)
+    assert_close(kfac.leverages(U), torch.full((30,), 5 / 30, dtype=F64), atol=1e-10, what="h = d/n")
+    seen = []
+    ngdlib.forster(X, callback=lambda k, U_, A_, err: seen.append(err))
+    assert seen[0] > 0.5 and seen[-1] <= 1e3 * torch.finfo(F64).eps and len(seen) > 2
+
+
+@pytest.mark.parametrize("call,words", [c[1:] for c in BAD], ids=[c[0] for c in BAD])
+def test_bad_input_is_refused_by_name(call, words):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert words in str(info.value), f"message does not name the violation ({words!r}): {info.value}"
+
+
+def _layers(d0, hidden, dN, seed=0, std=0.7):
+    return dl.gaussian_init([d0] + hidden + [dN], std, seed=seed)
+
+
+def test_whitened_data_loss_identity():
+    w = data.whitened_data(50, 4, 2, seed=3, noise=0.3)
+    assert_close(w.X.T @ w.X / 50, torch.eye(4, dtype=F64), rtol=0, atol=1e-13, what="whitening")
+    layers = _layers(4, [3], 2, seed=1)
+    assert math.isclose(dl.data_loss(layers, w.X, w.Y), dl.loss(layers, w.Phi) + w.offset,
+                        rel_tol=1e-12, abs_tol=1e-13)
+    assert data.whitened_data(50, 4, 2, seed=3).Phi.equal(data.whitened_data(50, 4, 2, seed=3).Phi)
