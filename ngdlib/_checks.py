@@ -39,7 +39,12 @@ COMPUTE_DTYPES = (torch.float32, torch.float64)
 
 
 def check_tensor(name: str, t, ndim: int | None = None) -> torch.Tensor:
-    """Check that ``t`` is a floating tensor with ``ndim`` dimensions and only finite entries."""
+    """Check that ``t`` is a floating tensor with ``ndim`` dimensions and only finite entries.
+
+    Raises:
+        ValueError: naming ``name`` when t is not a tensor, has the wrong number of dimensions, is not float32 /
+            float64, is empty, or has a NaN or Inf entry.
+    """
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if ndim is not None and t.ndim != ndim:
@@ -58,7 +63,12 @@ def check_tensor(name: str, t, ndim: int | None = None) -> torch.Tensor:
 
 
 def check_data(X, d: int | None = None) -> torch.Tensor:
-    """Check an input matrix X (n x d): 2-D, finite, and with ``d`` columns when ``d`` is given."""
+    """Check an input matrix X (n x d): 2-D, finite, and with ``d`` columns when ``d`` is given.
+
+    Raises:
+        ValueError: when X is not a finite float32 / float64 matrix (as :func:`check_tensor`) or does not have ``d``
+            columns (the model's input dimension).
+    """
     check_tensor("X", X, ndim=2)
     if d is not None and X.shape[1] != d:
         raise ValueError(f"X must have d = {d} columns (the model's input dimension), got shape {tuple(X.shape)}")
@@ -71,7 +81,12 @@ def _unit_tol(dtype: torch.dtype) -> float:
 
 
 def check_unit_rows(X: torch.Tensor) -> torch.Tensor:
-    """Assumption 1, first half: every input has unit Euclidean norm (to 1e3 machine epsilons)."""
+    """Assumption 1, first half: every input has unit Euclidean norm (to 1e3 machine epsilons).
+
+    Raises:
+        ValueError: naming Assumption 1 and the offending row when some ``| ||x_i|| - 1 |`` exceeds 1e3 machine
+            epsilons.
+    """
     norms = torch.linalg.vector_norm(X, dim=1)
     dev = (norms - 1).abs()
     tol = _unit_tol(X.dtype)
@@ -88,6 +103,10 @@ def check_not_parallel(X: torch.Tensor) -> torch.Tensor:
     """Assumption 1, second half: no two inputs are parallel, x_i != +-c x_j for i != j.
 
     Antiparallel pairs are refused too: d + 1 antiparallel pairs in R^d make G^inf singular (chapter Z-Ginf).
+
+    Raises:
+        ValueError: naming Assumption 1 and the pair (i, j) when two rows are parallel or antiparallel to within 1e2
+            machine epsilons.
     """
     n = X.shape[0]
     if n < 2:
@@ -108,7 +127,12 @@ def check_not_parallel(X: torch.Tensor) -> torch.Tensor:
 
 
 def check_assumption1(X, d: int | None = None) -> torch.Tensor:
-    """Assumption 1 of the paper for the inputs: finite, unit-norm rows, no two parallel."""
+    """Assumption 1 of the paper for the inputs: finite, unit-norm rows, no two parallel.
+
+    Raises:
+        ValueError: naming Assumption 1 when a row is not unit-norm or two rows are (anti)parallel, or when X is not
+            a finite float matrix with ``d`` columns.
+    """
     check_data(X, d)
     check_unit_rows(X)
     check_not_parallel(X)
@@ -116,7 +140,11 @@ def check_assumption1(X, d: int | None = None) -> torch.Tensor:
 
 
 def check_vector(name: str, v, n: int, what: str = "") -> torch.Tensor:
-    """Check a length-``n`` finite vector (a residual, targets, ...)."""
+    """Check a length-``n`` finite vector (a residual, targets, ...).
+
+    Raises:
+        ValueError: naming ``name`` when v is not a finite float 1-D tensor of length ``n``.
+    """
     check_tensor(name, v, ndim=1)
     if v.shape[0] != n:
         extra = f" ({what})" if what else ""
@@ -128,7 +156,12 @@ def check_vector(name: str, v, n: int, what: str = "") -> torch.Tensor:
 # Scalars, dtypes, devices and matrix shapes (added for the bad-input audit; every helper raises ValueError).
 # ---------------------------------------------------------------------------------------------------------------------
 def check_dtype(dtype, what: str = "dtype") -> torch.dtype:
-    """A dtype argument (of a constructor or generator) must be float32 or float64."""
+    """A dtype argument (of a constructor or generator) must be float32 or float64.
+
+    Raises:
+        ValueError: for anything but torch.float32 / torch.float64 (half precision cannot resolve the paper's
+            conditions).
+    """
     if not isinstance(dtype, torch.dtype) or dtype not in COMPUTE_DTYPES:
         raise ValueError(f"{what} must be a floating dtype in float32 or float64 (torch.float32 / torch.float64; "
                          f"float64 for verification), got {dtype!r}")
@@ -136,7 +169,12 @@ def check_dtype(dtype, what: str = "dtype") -> torch.dtype:
 
 
 def check_device(device, what: str = "device"):
-    """A device argument: None, or a device that exists here (never a raw RuntimeError or a CUDA assert later)."""
+    """A device argument: None, or a device that exists here (never a raw RuntimeError or a CUDA assert later).
+
+    Raises:
+        ValueError: when the device is malformed or not present here (CUDA or MPS asked for without one, a CUDA
+            index that does not exist).
+    """
     if device is None:
         return None
     try:
@@ -157,7 +195,11 @@ def check_device(device, what: str = "device"):
 
 
 def check_same_dtype_device(name: str, t: torch.Tensor, ref_name: str, ref) -> torch.Tensor:
-    """``t`` must have the dtype and device of ``ref`` (a tensor or a model with ``dtype``/``device``)."""
+    """``t`` must have the dtype and device of ``ref`` (a tensor or a model with ``dtype``/``device``).
+
+    Raises:
+        ValueError: naming both arguments when their dtypes or devices differ.
+    """
     dt = ref.dtype
     dev = ref.device
     if t.dtype != dt or t.device != dev:
@@ -169,7 +211,12 @@ def check_same_dtype_device(name: str, t: torch.Tensor, ref_name: str, ref) -> t
 def check_number(name: str, v, *, low: float | None = None, low_open: bool = False, high: float | None = None,
                  allow_inf: bool = False) -> float:
     """A real scalar (int, float or 0-d tensor; not a bool), not NaN, finite unless ``allow_inf``, and
-    ``v > low`` (``low_open``) or ``v >= low``, and ``v <= high``. Returns it as a float."""
+    ``v > low`` (``low_open``) or ``v >= low``, and ``v <= high``. Returns it as a float.
+
+    Raises:
+        ValueError: naming ``name`` when v is not a real number (bools are refused), is NaN, is infinite without
+            ``allow_inf``, or lies outside the bounds.
+    """
     if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex():
         v = v.item()
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
@@ -245,7 +292,11 @@ def check_int(name: str, v, minimum: int | None = None) -> int:
 
 
 def check_square(name: str, M) -> torch.Tensor:
-    """A finite float square matrix."""
+    """A finite float square matrix.
+
+    Raises:
+        ValueError: naming ``name`` when M is not a finite float square matrix.
+    """
     check_tensor(name, M, ndim=2)
     if M.shape[0] != M.shape[1]:
         raise ValueError(f"{name} must be square, got shape {tuple(M.shape)}")
@@ -256,6 +307,10 @@ def check_symmetric(name: str, M) -> torch.Tensor:
     """A finite float square matrix that is symmetric to round-off: ||M - M^T||_max <= 1e3 eps ||M||_max.
 
     ``torch.linalg.eigh`` reads one triangle only, so a non-symmetric matrix would silently give a wrong answer.
+
+    Raises:
+        ValueError: naming ``name`` when M is not square or ``max |M - M^T| > 1e3 eps max |M|`` (eigh would read one triangle and
+            silently answer for another matrix).
     """
     check_square(name, M)
     asym = float((M - M.T).abs().max())
@@ -282,6 +337,10 @@ def check_finite_result(what: str, value):
 
     ``value``: a tensor (skipped when torch.func-wrapped: value checks cannot run under vmap), a float, or a list /
     tuple of them. Returns ``value`` unchanged.
+
+    Raises:
+        ValueError: when the result contains NaN or Inf although the inputs were finite (an overflow: rescale the
+            inputs).
     """
     if isinstance(value, (list, tuple)):
         for v in value:
@@ -301,7 +360,11 @@ def check_finite_result(what: str, value):
 
 def finite_float(what: str, compute) -> float:
     """Evaluate a scalar formula ``compute()``; Python's OverflowError / ZeroDivisionError and an infinite or NaN
-    result are reported as a ValueError (never returned)."""
+    result are reported as a ValueError (never returned).
+
+    Raises:
+        ValueError: when the formula overflows (OverflowError, ZeroDivisionError, or a NaN / Inf result).
+    """
     try:
         value = compute()
     except (OverflowError, ZeroDivisionError):

@@ -60,6 +60,10 @@ def condition1_width(lambda0: float, lambda_max_XXt: float, n: int, delta: float
     which is at most :math:`\delta` for
     :math:`m \ge \lambda_{\max}(XX^\top)\log(n/\delta) / (\lambda_0 (\epsilon + (1-\epsilon)\log(1-\epsilon)))`.
     With :math:`\epsilon = 1/4` this is the width for :math:`\lambda_{\min}(G(0)) \ge 3\lambda_0/4`.
+
+    Raises:
+        ValueError: if lambda0 or lambda_max_XXt is not a positive finite number, n is not a positive int, or delta,
+            eps are not in (0, 1).
     """
     lambda0 = check_positive("lambda0", lambda0)
     lmax = check_positive("lambda_max_XXt", lambda_max_XXt)
@@ -81,6 +85,10 @@ def condition1_width_hoeffding(lambda0: float, XXt_fro: float, n: int, delta: fl
 
     Cruder than the matrix Chernoff width (it pays :math:`\|XX^\top\|_F^2 \approx n^2/d` instead of
     :math:`\lambda_{\max}(XX^\top)` and :math:`\lambda_0^{-2}` instead of :math:`\lambda_0^{-1}`).
+
+    Raises:
+        ValueError: if lambda0 or XXt_fro is not a positive finite number, n is not a positive int, or delta, eps
+            are not in (0, 1).
     """
     lambda0 = check_positive("lambda0", lambda0)
     fro = check_positive("XXt_fro", XXt_fro)
@@ -89,12 +97,20 @@ def condition1_width_hoeffding(lambda0: float, XXt_fro: float, n: int, delta: fl
 
 
 def condition2_threshold(lambda_min_G0: float, C: float) -> float:
-    r"""The largest Jacobian change Condition 2 allows, eq. (4): :math:`\frac{C}{3}\sqrt{\lambda_{\min}(G(0))}`."""
+    r"""The largest Jacobian change Condition 2 allows, eq. (4): :math:`\frac{C}{3}\sqrt{\lambda_{\min}(G(0))}`.
+
+    Raises:
+        ValueError: if C is negative or lambda_min_G0 is not positive (Condition 1 fails).
+    """
     return check_positive("C", C, allow_zero=True) / 3.0 * math.sqrt(check_positive("lambda_min_G0", lambda_min_G0))
 
 
 def condition2_constant(jacobian_change: float, lambda_min_G0: float) -> float:
-    r"""Eq. (4) solved for C: :math:`C = 3\|J - J(0)\|_2 / \sqrt{\lambda_{\min}(G(0))}` (Condition 2 needs C < 1/2)."""
+    r"""Eq. (4) solved for C: :math:`C = 3\|J - J(0)\|_2 / \sqrt{\lambda_{\min}(G(0))}` (Condition 2 needs C < 1/2).
+
+    Raises:
+        ValueError: if jacobian_change is negative or lambda_min_G0 is not positive (Condition 1 fails).
+    """
     return 3.0 * check_positive("jacobian_change", jacobian_change, allow_zero=True) / math.sqrt(
         check_positive("lambda_min_G0", lambda_min_G0))
 
@@ -104,6 +120,9 @@ def zmg_theorem1_max_step(C: float) -> float:
 
     The reconstructed proof (chapter Z-T1) shows the same formula with C replaced by the step constant
     :math:`c_k = \|(\bar J_k - J_k)J_k^+\|_2` gives :math:`\|u(k+1) - y\|^2 \le (1-\eta)\|u(k) - y\|^2`.
+
+    Raises:
+        ValueError: naming Condition 2 when C is not in [0, 1/2).
     """
     C = _check_C(C, 0.5, "Theorem 1 (Condition 2)")
     return (1 - 2 * C) / (1 + C) ** 2
@@ -111,7 +130,11 @@ def zmg_theorem1_max_step(C: float) -> float:
 
 def zmg_theorem1_rate(eta: float) -> float:
     r"""Theorem 1's per-step factor for the *squared* residual, eq. (5): :math:`\|u(k) - y\|^2 \le (1-\eta)^k
-    \|u(0) - y\|^2`. Meaningful for :math:`0 < \eta \le 1`."""
+    \|u(0) - y\|^2`. Meaningful for :math:`0 < \eta \le 1`.
+
+    Raises:
+        ValueError: if eta is not in (0, 1] (eq. 5's factor 1 - eta is a contraction only there).
+    """
     eta = check_positive("eta", eta)
     if eta > 1:
         raise ValueError(f"Theorem 1's rate 1 - eta needs 0 < eta <= 1 (eq. 5), got eta = {eta}")
@@ -120,7 +143,11 @@ def zmg_theorem1_rate(eta: float) -> float:
 
 def zmg_theorem2_max_step(mu: float, L: float, C: float) -> float:
     r"""Theorem 2's step-size bound :math:`\eta \le \frac{2}{\mu + L}\,\frac{1 - (1 + \kappa)C}{(1 + C)^2}`,
-    :math:`\kappa = L/\mu`, for Condition 3's :math:`0 \le C < 1/(1 + \kappa)`."""
+    :math:`\kappa = L/\mu`, for Condition 3's :math:`0 \le C < 1/(1 + \kappa)`.
+
+    Raises:
+        ValueError: if mu, L are not positive with L >= mu, or C is not in Condition 3's range [0, 1/(1 + kappa)).
+    """
     mu, L = check_positive("mu", mu), check_positive("L", L)
     if L < mu:
         raise ValueError(f"the smoothness L must be >= the strong convexity mu, got mu = {mu}, L = {L}")
@@ -130,7 +157,12 @@ def zmg_theorem2_max_step(mu: float, L: float, C: float) -> float:
 
 
 def zmg_theorem2_rate(eta: float, mu: float, L: float) -> float:
-    r"""Theorem 2's per-step factor for the squared residual, eq. (7): :math:`1 - 2\eta\mu L/(\mu + L)`."""
+    r"""Theorem 2's per-step factor for the squared residual, eq. (7): :math:`1 - 2\eta\mu L/(\mu + L)`.
+
+    Raises:
+        ValueError: if eta, mu, L are not positive finite numbers with L >= mu (mu-strong convexity and
+            L-smoothness).
+    """
     eta, mu, L = check_positive("eta", eta), check_positive("mu", mu), check_positive("L", L)
     if L < mu:
         raise ValueError(f"the smoothness L must be >= the strong convexity mu, got mu = {mu}, L = {L}")
@@ -142,6 +174,9 @@ def zmg_theorem3_width(n: int, nu: float, lambda0: float, delta: float, constant
 
     The paper does not state the constant hidden in :math:`\Omega(\cdot)`; it is **unknown** and set to
     ``constant`` (default 1), so this is the scaling the theorem demands, not a certified width.
+
+    Raises:
+        ValueError: if n is not a positive int, nu, lambda0 or constant is not positive, or delta is not in (0, 1).
     """
     check_int("n", n, 1)
     nu, lambda0, constant = check_positive("nu", nu), check_positive("lambda0", lambda0), check_positive("constant", constant)
@@ -163,6 +198,9 @@ def gd_max_stable_step(G: torch.Tensor) -> float:
 
     In output space GD is :math:`r \leftarrow (I - \eta G) r`, which contracts every mode iff
     :math:`\eta < 2/\lambda_{\max}(G)`.
+
+    Raises:
+        ValueError: if G is not a finite square matrix or its largest eigenvalue is not positive.
     """
     lmin, lmax = _eig_extremes(G)
     if not lmax > 0:
@@ -172,7 +210,11 @@ def gd_max_stable_step(G: torch.Tensor) -> float:
 
 def gd_optimal_step(G: torch.Tensor) -> float:
     r"""The fixed step :math:`2/(\lambda_{\max}(G) + \lambda_{\min}(G))` that minimises GD's linear-limit rate
-    :math:`\max_i |1 - \eta\lambda_i| = (\kappa - 1)/(\kappa + 1)`, just below :func:`gd_max_stable_step`."""
+    :math:`\max_i |1 - \eta\lambda_i| = (\kappa - 1)/(\kappa + 1)`, just below :func:`gd_max_stable_step`.
+
+    Raises:
+        ValueError: naming Condition 1 when G is not positive definite (or not a finite square matrix).
+    """
     lmin, lmax = _eig_extremes(G)
     if not lmin > 0:
         raise ValueError(f"Condition 1: G must be positive definite, got lambda_min = {lmin:.3e}")

@@ -107,6 +107,10 @@ def grad_ratio(f, points: torch.Tensor) -> torch.Tensor:
     Returns:
         A length-k tensor; NaN where f(x) = 0 exactly (the infimum defining alpha excludes zeros of f).
         A ``ValueError`` if f is negative or not finite somewhere (the criterion is for non-negative f).
+
+    Raises:
+        ValueError: if f is not callable, the points are not a finite float k x p matrix, f is negative or not
+            finite at a point (Chatterjee's f >= 0), or the ratio overflows.
     """
     _callable(f)
     single = isinstance(points, torch.Tensor) and points.ndim == 1
@@ -126,7 +130,12 @@ def grad_ratio(f, points: torch.Tensor) -> torch.Tensor:
 
 def sample_ball(x0: torch.Tensor, r: float, k: int, seed: int = 0) -> torch.Tensor:
     """k points drawn uniformly from the closed ball :math:`B(x_0, r)` (k x p): Gaussian direction times
-    :math:`r U^{1/p}`, drawn in float64 on the CPU, then cast and moved like ``x0``."""
+    :math:`r U^{1/p}`, drawn in float64 on the CPU, then cast and moved like ``x0``.
+
+    Raises:
+        ValueError: if x0 is not a finite float vector, r is not a positive finite number or k is not a positive
+            int.
+    """
     _point("x0", x0)
     r = check_positive("r (the radius)", r)
     check_int("k", k, 1)
@@ -141,7 +150,12 @@ def sample_ball(x0: torch.Tensor, r: float, k: int, seed: int = 0) -> torch.Tens
 def sampled_ratio_min(f, x0: torch.Tensor, r: float, k: int = 1000, seed: int = 0, extra=None) -> float:
     """Smallest :math:`|\\nabla f|^2/f` over k uniform samples of :math:`B(x_0, r)` (plus the rows of ``extra``,
     e.g. a trajectory). An UPPER bound on :math:`\\alpha(x_0, r)`, never a certificate: use it as a consistency check
-    against an analytic lower bound."""
+    against an analytic lower bound.
+
+    Raises:
+        ValueError: if x0 is not a finite vector, r is not positive, k is not a positive int, extra does not have
+            x0's dimension, or f is negative or not finite at a sample.
+    """
     _callable(f)
     pts = sample_ball(x0, r, k, seed)
     if extra is not None:
@@ -166,6 +180,9 @@ def toy_loss(x: torch.Tensor) -> torch.Tensor:
     >>> import torch
     >>> float(toy_loss(torch.tensor([2.0, 0.5], dtype=torch.float64)))
     0.0
+
+    Raises:
+        ValueError: if x is not a float32 / float64 tensor whose last dimension has size 2.
     """
     if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[-1] != 2:
         raise ValueError("toy_loss takes points of R^2 (a tensor whose last dimension has size 2)")
@@ -184,6 +201,9 @@ def toy_alpha(x0: torch.Tensor, r: float) -> float:
     >>> import torch
     >>> toy_alpha(torch.tensor([3.0, 4.0], dtype=torch.float64), 1.0)
     64.0
+
+    Raises:
+        ValueError: if x0 is not a point of R^2 or r is not a positive finite number.
     """
     _point("x0", x0)
     if x0.numel() != 2:
@@ -196,7 +216,11 @@ def toy_hessian_bound(x0: torch.Tensor, r: float) -> float:
     """:math:`\\beta = 3(|x_0| + r)^2 + 2 \\ge \\sup_{B(x_0, r)} \\|\\nabla^2 f\\|_2` for the toy.
 
     From :math:`\\nabla^2 f = 2 (x_2, x_1)^\\top (x_2, x_1) + 2(x_1 x_2 - 1) \\begin{pmatrix}0&1\\\\1&0\\end{pmatrix}`:
-    norm at most :math:`2|x|^2 + 2(|x|^2/2 + 1)`."""
+    norm at most :math:`2|x|^2 + 2(|x|^2/2 + 1)`.
+
+    Raises:
+        ValueError: if x0 is not a point of R^2 or r is not a positive finite number.
+    """
     _toy_point("x0", x0)
     r = check_positive("r (the radius)", r)
     return finite_float("the Hessian bound beta", lambda: 3.0 * (float(torch.linalg.vector_norm(x0)) + r) ** 2 + 2.0)
@@ -207,7 +231,11 @@ def toy_hessian_bound(x0: torch.Tensor, r: float) -> float:
 # ----------------------------------------------------------------------------------------------------------------
 def criterion_ratio(f0: float, r: float, alpha: float) -> float:
     """:math:`r^2 \\alpha / (4 f(x_0))`: Chatterjee's criterion :math:`4 f(x_0) < r^2 \\alpha(x_0, r)` holds iff
-    this is > 1 (``inf`` when f(x_0) = 0: the start is already a global minimum)."""
+    this is > 1 (``inf`` when f(x_0) = 0: the start is already a global minimum).
+
+    Raises:
+        ValueError: if f0 is negative or r, alpha are not positive finite numbers.
+    """
     f0 = check_positive("f(x0)", f0, allow_zero=True)
     r = check_positive("r (the radius)", r)
     alpha = check_positive("alpha", alpha, allow_zero=True)
@@ -225,6 +253,9 @@ def gd_certificate(f0: float, r: float, alpha: float, beta: float, eta: float) -
 
     Returns a dict with ``theta``, ``holds`` (both hypotheses on eta and the criterion), ``rate``
     (:math:`1 - \\theta\\eta\\alpha`), ``path_bound`` and ``criterion`` (:math:`\\theta^2 r^2\\alpha/(4 f_0)`).
+
+    Raises:
+        ValueError: if f0 is negative or r, alpha, beta, eta are not positive finite numbers.
     """
     f0 = check_positive("f(x0)", f0, allow_zero=True)
     r = check_positive("r (the radius)", r)

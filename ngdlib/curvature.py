@@ -45,7 +45,12 @@ def _check_residual(r, X: torch.Tensor) -> None:
 
 
 def validate(model, X: torch.Tensor, r: torch.Tensor | None = None, check_assumption1: bool = True) -> None:
-    """Check X against the model (and Assumption 1 unless told not to) and r against X."""
+    """Check X against the model (and Assumption 1 unless told not to) and r against X.
+
+    Raises:
+        ValueError: naming Assumption 1 (unless ``check_assumption1`` is False) or the mismatch when X does not fit
+            the model or r is not a length-n vector of X's dtype and device.
+    """
     _check_model(model)
     model.check_inputs(X)
     if check_assumption1:

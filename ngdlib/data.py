@@ -33,6 +33,10 @@ def sphere(n: int, d: int, seed: int = 0, dtype: torch.dtype = torch.float64, de
     >>> X = sphere(5, 3, seed=0)
     >>> X.shape, bool(torch.allclose(X.norm(dim=1), torch.ones(5, dtype=torch.float64)))
     (torch.Size([5, 3]), True)
+
+    Raises:
+        ValueError: if n or d is not a positive int, dtype is not float32 / float64, the device is not available, or
+            d = 1 with n > 1 (the only points are +-1: Assumption 1 fails).
     """
     check_int("n", n, 1)
     check_int("d", d, 1)
@@ -126,6 +130,10 @@ def whitened_data(n: int, d_in: int, d_out: int, seed: int = 0, noise: float = 0
     = I` exactly (to round-off); :math:`Y = X \\Phi_{true}^\\top + \\text{noise} \\cdot N(0, I)` with
     :math:`\\Phi_{true}` Gaussian (entries N(0, 1/d_in)) unless given. The loss of the data is then
     :math:`\\tfrac12\\|W - \\Phi\\|_F^2` + offset with :math:`\\Phi = Y^\\top X / n` (module docstring).
+
+    Raises:
+        ValueError: if n, d_in, d_out are not positive ints, n < d_in (X^T X / n = I needs rank d_in), noise is
+            negative, Phi_true is not d_out x d_in, or the dtype / device is not usable.
     """
     for name, v in (("n", n), ("d_in", d_in), ("d_out", d_out)):
         check_int(name, v, 1)
@@ -169,6 +177,11 @@ def forster(X: torch.Tensor, tol: float | None = None, max_iter: int = 10_000, c
 
     Returns:
         ``(X_prime, A)``: the n x d unit-norm rows in radial isotropic position, and the d x d matrix A.
+
+    Raises:
+        ValueError: naming rank(X) = d or general position when X has rank < d or the iteration does not reach
+            radial isotropic position within ``max_iter`` steps (some subspace holds too many inputs), or when tol,
+            max_iter or callback is malformed.
     """
     check_data(X)
     n, d = X.shape

@@ -84,7 +84,12 @@ RECALLED_T1_CONSTANTS = {"delta": 256.0, "eta": 6144.0, "status": "recalled, not
 # ----------------------------------------------------------------------------------------------------------------
 def check_layers(layers) -> list:
     """Check a deep linear network: a non-empty list of finite 2-D float tensors, same dtype and device, with
-    chaining shapes ``layers[j].shape[1] == layers[j-1].shape[0]`` (W_j is d_j x d_{j-1}). Returns it as a list."""
+    chaining shapes ``layers[j].shape[1] == layers[j-1].shape[0]`` (W_j is d_j x d_{j-1}). Returns it as a list.
+
+    Raises:
+        ValueError: if layers is not a non-empty list of finite 2-D float tensors of one dtype and device whose
+            shapes chain.
+    """
     if not isinstance(layers, (list, tuple)) or len(layers) == 0:
         raise ValueError("layers must be a non-empty list [W_1, ..., W_N] of 2-D tensors (W_j is d_j x d_{j-1})")
     layers = list(layers)
@@ -217,6 +222,9 @@ def deficiency_margin(W: torch.Tensor, Phi: torch.Tensor) -> float:
 
     A positive c forces :math:`\\sigma_{\\min}(W) \\ge c` (Weyl: :math:`\\sigma_{\\min}(W) \\ge \\sigma_{\\min}(\\Phi)
     - \\|W - \\Phi\\|_2`), so W has full rank and its loss is below that of every rank-deficient matrix.
+
+    Raises:
+        ValueError: if W and Phi are not finite matrices of the same shape, dtype and device.
     """
     check_tensor("W", W, ndim=2)
     check_tensor("Phi", Phi, ndim=2)
@@ -246,6 +254,10 @@ def balanced_init(A: torch.Tensor, hidden_dims) -> list:
         A: the end-to-end matrix to realise, d_N x d_0.
         hidden_dims: the N - 1 hidden widths (d_1, ..., d_{N-1}), each >= min(d_0, d_N) (condition (i) of the
             paper); an empty sequence gives N = 1 and ``[A]``.
+
+    Raises:
+        ValueError: naming condition (i) of Procedure 1 when a hidden width is below min(d_0, d_N), or when A or
+            hidden_dims is malformed.
     """
     check_tensor("A", A, ndim=2)
     if isinstance(hidden_dims, (str, torch.Tensor)) or not hasattr(hidden_dims, "__iter__"):
@@ -288,6 +300,10 @@ def gaussian_init(widths, std: float, seed: int = 0, dtype: torch.dtype = torch.
         seed: seed of the CPU generator (draws in float64, then cast and moved).
         dtype: dtype of the returned layers.
         device: device of the returned layers (default CPU).
+
+    Raises:
+        ValueError: if widths is not a sequence of at least two positive ints, std is not positive, or the dtype /
+            device is not usable.
     """
     widths = list(widths)
     if len(widths) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
@@ -308,7 +324,11 @@ def gaussian_init(widths, std: float, seed: int = 0, dtype: torch.dtype = torch.
 # ----------------------------------------------------------------------------------------------------------------
 def data_loss(layers, X: torch.Tensor, Y: torch.Tensor) -> float:
     """The loss on the data, :math:`\\frac{1}{2n}\\sum_i \\|W_{1:N} x_i - y_i\\|^2 = \\frac{1}{2n}\\|X W_{1:N}^\\top -
-    Y\\|_F^2` (rows of X and Y are samples)."""
+    Y\\|_F^2` (rows of X and Y are samples).
+
+    Raises:
+        ValueError: if X is not n x d_0 and Y n x d_N for the network, or the layers are malformed.
+    """
     layers = check_layers(layers)
     check_tensor("X", X, ndim=2)
     check_tensor("Y", Y, ndim=2)
@@ -398,6 +418,10 @@ def gradient_flow(layers, Phi, times, *, rtol: float = 1e-10, atol: float = 1e-1
 
     Returns one list of layers per entry of ``times`` (increasing, starting at 0 or later), on the inputs' device
     and dtype. The integrator's tolerances bound the error: relative ``rtol`` per unit time, roughly.
+
+    Raises:
+        ValueError: if times is not a non-empty increasing sequence of non-negative numbers, the integration fails,
+            or the flow overflows.
     """
     from scipy.integrate import solve_ivp
 
@@ -457,6 +481,10 @@ def balanced_velocity(W: torch.Tensor, Phi: torch.Tensor, N: int) -> torch.Tenso
     .. math::
         \\dot W = -\\sum_{j=1}^N (W W^\\top)^{(N-j)/N}\\, \\nabla\\ell(W)\\, (W^\\top W)^{(j-1)/N},
         \\qquad \\nabla\\ell(W) = W - \\Phi .
+
+    Raises:
+        ValueError: if N is not a positive int, W and Phi are not finite matrices of one shape, dtype and device, or
+            a matrix power fails (:func:`ngdlib._linalg.psd_power`).
     """
     N = check_int("the depth N", N, 1)
     check_tensor("W", W, ndim=2)
@@ -489,6 +517,9 @@ def arora_theorem1_delta_bound(c: float, Phi, N: int, constant: float = RECALLED
         Phi: the target matrix, or its Frobenius norm.
         N: the depth.
         constant: K.
+
+    Raises:
+        ValueError: if the margin c or the constant is not positive, N is not a positive int, or Phi is zero.
     """
     c = check_positive("the deficiency margin c", c)
     N = check_int("the depth N", N, 1)
@@ -499,7 +530,11 @@ def arora_theorem1_delta_bound(c: float, Phi, N: int, constant: float = RECALLED
 
 def arora_theorem1_eta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CONSTANTS["eta"]) -> float:
     """Step size allowed by Theorem 1 (as recalled): :math:`\\eta \\le c^{(4N-2)/N} / (K N^3
-    \\|\\Phi\\|_F^{(6N-4)/N})` with K = 6144. **The constant is recalled, not confirmed from the paper's text.**"""
+    \\|\\Phi\\|_F^{(6N-4)/N})` with K = 6144. **The constant is recalled, not confirmed from the paper's text.**
+
+    Raises:
+        ValueError: if the margin c or the constant is not positive, N is not a positive int, or Phi is zero.
+    """
     c = check_positive("the deficiency margin c", c)
     N = check_int("the depth N", N, 1)
     constant = check_positive("the constant K", constant)
@@ -509,7 +544,11 @@ def arora_theorem1_eta_bound(c: float, Phi, N: int, constant: float = RECALLED_T
 
 
 def arora_theorem1_rate(eta: float, c: float, N: int) -> float:
-    """The per-step factor of Theorem 1's conclusion, :math:`\\ell(t+1) \\le (1 - \\eta c^{2(N-1)/N})\\, \\ell(t)`."""
+    """The per-step factor of Theorem 1's conclusion, :math:`\\ell(t+1) \\le (1 - \\eta c^{2(N-1)/N})\\, \\ell(t)`.
+
+    Raises:
+        ValueError: if eta or the margin c is not a positive finite number or N is not a positive int.
+    """
     eta = check_positive("eta (the step size)", eta)
     c = check_positive("the deficiency margin c", c)
     N = check_int("the depth N", N, 1)
@@ -519,7 +558,11 @@ def arora_theorem1_rate(eta: float, c: float, N: int) -> float:
 def flow_rate(c: float, N: int) -> float:
     """Exponent of the gradient-flow bound derived in the book (chapter A-T1): for exactly balanced layers whose
     end-to-end matrix has deficiency margin c, :math:`\\ell(t) \\le e^{-\\kappa t} \\ell(0)` with
-    :math:`\\kappa = 2 c^{2(N-1)/N}`."""
+    :math:`\\kappa = 2 c^{2(N-1)/N}`.
+
+    Raises:
+        ValueError: if the margin c is not a positive finite number or N is not a positive int.
+    """
     c = check_positive("the deficiency margin c", c)
     N = check_int("the depth N", N, 1)
     return finite_float("the flow rate", lambda: 2.0 * c ** (2 * (N - 1) / N))

@@ -48,6 +48,9 @@ def ramp_loss(u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     >>> import torch
     >>> ramp_loss(torch.tensor([0.0, 0.5, 3.0]), torch.zeros(3))
     tensor([0.0000, 0.5000, 1.0000])
+
+    Raises:
+        ValueError: if u and y are not finite float tensors of the same shape.
     """
     if u.shape != y.shape:
         raise ValueError(f"u and y must have the same shape, got {tuple(u.shape)} and {tuple(y.shape)}")
@@ -59,6 +62,9 @@ def limiting_cross_gram(X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
     (n1 x n2), with the angle :math:`\theta = 2\,\mathrm{atan2}(\|x - x'\|, \|x + x'\|)` (accurate near 0 and pi).
 
     ``limiting_cross_gram(X, X)`` equals :func:`ngdlib.kernels.limiting_gram` (X).
+
+    Raises:
+        ValueError: naming Assumption 1 for X1 or X2 (unit-norm rows) or when their input dimensions differ.
     """
     for name, Z in (("X1", X1), ("X2", X2)):
         check_data(Z)
@@ -73,7 +79,12 @@ def limiting_cross_gram(X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
 
 def rkhs_norm(X: torch.Tensor, y: torch.Tensor) -> float:
     r""":math:`\sqrt{y^\top (G^\infty)^{-1} y}`: the distance :math:`\|W(\infty) - W(0)\|_F` in the infinite-width
-    limit with :math:`u(0) = 0`, and the norm of the kernel interpolant of y in the RKHS of :math:`G^\infty`."""
+    limit with :math:`u(0) = 0`, and the norm of the kernel interpolant of y in the RKHS of :math:`G^\infty`.
+
+    Raises:
+        ValueError: naming lambda_0 = 0 when :math:`G^\infty` is singular (two inputs parallel), or when X, y are
+            malformed.
+    """
     G = limiting_gram(X)
     check_vector("y", y, X.shape[0], "one target per input")
     z = solve_psd(G, y, "the limiting Gram matrix G^inf", _REMEDY)
@@ -90,6 +101,9 @@ def confidence_term(n: int, delta: float) -> float:
 
     >>> round(confidence_term(100, 0.06), 4)
     0.4552
+
+    Raises:
+        ValueError: if n is not a positive int or delta (the failure probability) is not in (0, 1).
     """
     check_int("n", n, 1)
     delta = check_probability("delta (the failure probability)", delta)
@@ -109,6 +123,10 @@ def zmg_theorem6_bound(X: torch.Tensor, y: torch.Tensor, delta: float, eps: floa
     Returns:
         ``{"complexity", "confidence", "eps", "total", "rkhs_norm"}``, floats. The bound is informative only when
         ``total < 1`` (the loss is bounded by 1).
+
+    Raises:
+        ValueError: if delta is not in (0, 1), eps is negative, or :math:`G^\infty` is singular (see
+            :func:`rkhs_norm`).
     """
     eps = check_positive("eps (the target error)", eps, allow_zero=True)
     norm = rkhs_norm(X, y)

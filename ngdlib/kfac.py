@@ -82,6 +82,9 @@ def leverages(X: torch.Tensor) -> torch.Tensor:
     >>> import torch
     >>> leverages(torch.eye(3, dtype=torch.float64)[:, :2])
     tensor([1., 1., 0.], dtype=torch.float64)
+
+    Raises:
+        ValueError: naming Theorem 4's rank(X) = d when X has rank < d (or n < d).
     """
     _check_X(X)
     Z = solve_psd(X.T @ X, X.T, "K-FAC input factor X^T X", "rank(X) = d is required (Theorem 4)")
@@ -130,6 +133,9 @@ def eq14_prediction(X: torch.Tensor, r: torch.Tensor, eta: float) -> torch.Tenso
         X: n x d inputs, rank(X) = d.
         r: the residual u(k) - y (length n).
         eta: the step size :math:`\eta > 0`.
+
+    Raises:
+        ValueError: if eta is not a positive finite number, X has rank < d, or r is not a length-n vector.
     """
     eta = check_positive("eta (the step size)", eta)
     h = leverages(X)
@@ -142,6 +148,9 @@ def output_change(model, X: torch.Tensor, D: torch.Tensor, eta: float) -> torch.
 
     Computed from the definition (eq. 8), :math:`m^{-1/2}\sum_r a_r [\mathrm{relu}((w_r - \eta d_r)^\top x_i) -
     \mathrm{relu}(w_r^\top x_i)]`, so it contains every non-linear effect of the step (activation flips).
+
+    Raises:
+        ValueError: if D does not have W's shape, X does not fit the model, or eta is not a positive finite number.
     """
     model.check_inputs(X)
     check_tensor("D", D, ndim=2)
@@ -159,6 +168,9 @@ def kfac_rate_bound(X: torch.Tensor, eta: float) -> float:
     Args:
         X: n x d inputs with unit-norm rows (Assumption 1) and rank d.
         eta: the step size :math:`\eta > 0`.
+
+    Raises:
+        ValueError: if eta is not a positive finite number or X violates Assumption 1 (unit rows).
     """
     eta = check_positive("eta (the step size)", eta)
     _check_X(X)

@@ -226,6 +226,9 @@ def one_step_factor(loss, u: torch.Tensor, y: torch.Tensor, eta: float, c: float
 
     .. math::
         \|e(k+1)\|_2 \le \big(\max_i |1 - \eta\varphi_i| + \eta\, c \max_i |\varphi_i|\big)\,\|e(k)\|_2 .
+
+    Raises:
+        ValueError: if variant is not 'gauss-newton' or 'remark2'.
     """
     if variant not in _VARIANTS:
         raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")

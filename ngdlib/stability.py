@@ -170,6 +170,10 @@ def condition2_radius(model, X: torch.Tensor, y: torch.Tensor, *, check_assumpti
     r"""The radius of Condition 2, :math:`R = 3\|y - u(0)\|_2 / \sqrt{\lambda_{\min}(G(0))}`, at the model's W.
 
     Raises ``ValueError`` (Condition 1) when :math:`G(0)` is singular: then no finite radius exists.
+
+    Raises:
+        ValueError: naming Condition 1 when G(0) is singular, or Assumption 1 (unless ``check_assumption1`` is
+            False).
     """
     validate(model, X, None, check_assumption1)
     check_vector("y", y, X.shape[0], "one target per input")
@@ -191,6 +195,9 @@ def random_perturbation(model, radius: float, seed: int) -> torch.Tensor:
     Drawn as a standard Gaussian m x d matrix (float64, CPU generator ``seed``), rescaled to
     :math:`\|D\|_F = R`, then rounded and moved to the model's dtype and device. Use a ``seed`` different from the
     network's: the same seed draws the same Gaussians, so D would be a multiple of W and flip no pattern at all.
+
+    Raises:
+        ValueError: if radius (the R of Condition 2) is not a positive finite number or seed is not an int.
     """
     radius = _check_radius(radius)
     Z = torch.randn(*model.W.shape, generator=generator(seed), dtype=torch.float64)
@@ -219,6 +226,10 @@ def adversarial_perturbation(model, X: torch.Tensor, radius: float, *, target: i
 
     Returns:
         ``(D, info)`` with D shaped like W and ``info = {"target": i, "flipped": K, "norm": ||D||_F}``.
+
+    Raises:
+        ValueError: naming Assumption 1 (unless ``check_assumption1`` is False), the R of Condition 2 when radius is
+            not positive, or when overshoot is not in (0, 1) or target is not an input index.
     """
     validate(model, X, None, check_assumption1)
     radius = _check_radius(radius)
