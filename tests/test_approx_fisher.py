@@ -20,31 +20,10 @@ import ngdlib
 from ngdlib import approx_fisher as af
 from ngdlib.deep import DeepMLP
 from ngdlib.testing import assert_close
+from tests.deep_cases import MODELS, SEEDS, build
+
 
 EPS64 = torch.finfo(torch.float64).eps
-
-
-# name, widths (M_0, hidden...), activation, bias, N
-MODELS = [
-    ("relu-L3", (6, 7, 8), "relu", True, 5),
-    ("tanh-L3", (6, 7, 8), "tanh", True, 5),
-    ("relu-L2-nobias", (6, 9), "relu", False, 5),
-    ("tanh-L4", (7, 7, 8, 9), "tanh", True, 5),
-    ("tanh-L5", (6, 6, 7, 6, 8), "tanh", True, 5),      # L = 5 = 3s + 2: T singular
-    ("relu-L1", (7,), "relu", True, 5),                 # a single (output) layer: a linear model
-]
-
-
-SEEDS = [0, 1]
-
-
-def build(spec, seed, dtype=torch.float64, device="cpu"):
-    _, widths, act, bias, n = spec
-    X = ngdlib.sphere(n, widths[0], seed=seed, dtype=dtype, device=device)
-    Xt = ngdlib.sphere(3, widths[0], seed=seed + 50, dtype=dtype, device=device)
-    model = DeepMLP(widths, activation=act, bias=bias, seed=seed + 100, dtype=dtype, device=device)
-    r = torch.randn(n, generator=torch.Generator().manual_seed(seed + 200), dtype=torch.float64).to(device, dtype)
-    return model, X, Xt, r
 
 
 def dense_cond(model, X, variant):

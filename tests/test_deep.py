@@ -1,14 +1,7 @@
 """ngdlib.deep: the deep NTK-parameterised MLP of Karakida & Osawa (2020).
 
-Every fast (dual, N x N) path of ngdlib.deep and ngdlib.approx_fisher is compared with a dense float64 reference that
-shares none of its algebra: the Jacobian from torch.func.jacrev, the P x P approximate Fisher built by masking J^T J / N
-(or from Kronecker factors whose error signals come from autodiff), inverted by torch.linalg.pinv.
-
-Tolerance: a backward-stable (pseudo-)inverse has relative error of order kappa * eps, with kappa the condition number
-of the matrix inverted on its range. Each comparison uses rtol = 100 * kappa * eps (at least 1e-10), where kappa is
-measured on the dense approximate Fisher of that case; the factor 100 covers the O(P) accumulation in the dense
-products.
-
+Error signals, forward pass and initialisation against autodiff and a forward pass written out by hand (float64), and
+bad model arguments refused by name. The tiny models are shared with tests/test_approx_fisher.py (tests/deep_cases.py).
 (Split from tests/test_part2a.py: tests are named after the module they test.)
 """
 import math
@@ -19,28 +12,7 @@ import torch
 import ngdlib
 from ngdlib.deep import DeepMLP
 from ngdlib.testing import assert_close
-
-# name, widths (M_0, hidden...), activation, bias, N
-MODELS = [
-    ("relu-L3", (6, 7, 8), "relu", True, 5),
-    ("tanh-L3", (6, 7, 8), "tanh", True, 5),
-    ("relu-L2-nobias", (6, 9), "relu", False, 5),
-    ("tanh-L4", (7, 7, 8, 9), "tanh", True, 5),
-    ("tanh-L5", (6, 6, 7, 6, 8), "tanh", True, 5),      # L = 5 = 3s + 2: T singular
-    ("relu-L1", (7,), "relu", True, 5),                 # a single (output) layer: a linear model
-]
-
-
-SEEDS = [0, 1]
-
-
-def build(spec, seed, dtype=torch.float64, device="cpu"):
-    _, widths, act, bias, n = spec
-    X = ngdlib.sphere(n, widths[0], seed=seed, dtype=dtype, device=device)
-    Xt = ngdlib.sphere(3, widths[0], seed=seed + 50, dtype=dtype, device=device)
-    model = DeepMLP(widths, activation=act, bias=bias, seed=seed + 100, dtype=dtype, device=device)
-    r = torch.randn(n, generator=torch.Generator().manual_seed(seed + 200), dtype=torch.float64).to(device, dtype)
-    return model, X, Xt, r
+from tests.deep_cases import MODELS, SEEDS, build
 
 
 def cmp(actual, expected, rtol, what):
