@@ -234,8 +234,8 @@ def condition3_width(radius: float, nu: float, lambda0: float, kappa: float) -> 
     With Condition 3's radius :math:`R = \frac{3(1 + \kappa)\|y - u(0)\|}{2\sqrt{\lambda_0}}` the width grows like
     :math:`(1 + \kappa)^8`; at :math:`\kappa = 1` it is Condition 2's :math:`6^7 R^2/(\pi\nu^2\lambda_0^3)`.
     """
-    radius, nu, lambda0 = _positive("radius", radius), _positive("nu", nu), _positive("lambda0", lambda0)
-    kappa = _positive("kappa", kappa)
+    radius, nu, lambda0 = check_positive("radius", radius), check_positive("nu", nu), check_positive("lambda0", lambda0)
+    kappa = check_positive("kappa", kappa)
     if kappa < 1:
         raise ValueError(f"kappa = L/mu is a condition number, >= 1; got {kappa}")
     return 6 * 3 ** 6 * (1 + kappa) ** 6 * radius ** 2 / (math.pi * nu ** 2 * lambda0 ** 3)

@@ -578,7 +578,7 @@ __all__ += [
     "balancedness_batched",
     "train_gd_batched",
     "margin_probability",
-    "theorem1_iterations",
+    "arora_theorem1_iterations",
     "gaussian_gap_second_moment",
 ]
 
@@ -707,7 +707,7 @@ def train_gd_batched(layers, Phi, eta: float, steps: int, *, tol=0.0, diverge_fa
         if tuple(Phi.shape) != shape:
             raise ValueError(f"Phi (the target) must be d_N x d_0 or B x d_N x d_0 = {shape}, got {tuple(Phi.shape)}")
         check_same_dtype_device("Phi", Phi, "the layers", layers[0])
-    eta = _check_positive("eta (the step size)", eta)
+    eta = check_positive("eta (the step size)", eta)
     if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     if isinstance(tol, torch.Tensor):
@@ -781,18 +781,18 @@ def margin_probability(s: float, phi_norm: float, d0: int, kappa: float = 0.0) -
     """
     from scipy.stats import ncx2
 
-    s = _check_positive("s (the init scale)", s)
-    phi_norm = _check_positive("||phi|| (the target's norm)", phi_norm)
+    s = check_positive("s (the init scale)", s)
+    phi_norm = check_positive("||phi|| (the target's norm)", phi_norm)
     if not (isinstance(d0, int) and not isinstance(d0, bool) and d0 >= 1):
         raise ValueError(f"d0 (the input dimension) must be a positive int, got {d0!r}")
-    kappa = _check_positive("kappa (the margin in units of s)", kappa, allow_zero=True)
+    kappa = check_positive("kappa (the margin in units of s)", kappa, allow_zero=True)
     if kappa * s >= phi_norm:
         return 0.0
     lam = (phi_norm / s) ** 2
     return finite_float("the margin probability", lambda: float(ncx2.cdf(((phi_norm - kappa * s) / s) ** 2, d0, lam)))
 
 
-def theorem1_iterations(loss0: float, eps: float, eta: float, c: float, N: int) -> float:
+def arora_theorem1_iterations(loss0: float, eps: float, eta: float, c: float, N: int) -> float:
     """The number of steps after which Theorem 1's conclusion (as recalled) guarantees :math:`\\ell \\le \\epsilon`:
     the least T with :math:`(1 - \\eta c^{2(N-1)/N})^T \\ell(0) \\le \\epsilon`, i.e.
     :math:`T = \\lceil \\log(\\ell(0)/\\epsilon) / (-\\log(1 - \\eta c^{2(N-1)/N})) \\rceil` (0 if
@@ -806,12 +806,12 @@ def theorem1_iterations(loss0: float, eps: float, eta: float, c: float, N: int) 
         c: the deficiency margin (> 0).
         N: the depth.
     """
-    loss0 = _check_positive("loss0 (the initial loss)", loss0)
-    eps = _check_positive("eps (the target loss)", eps)
-    theorem1_rate(eta, c, N)                  # validates eta, c, N
-    q = eta * c ** (2 * (N - 1) / N)          # not 1 - theorem1_rate(...): that cancels to ~1e-16 / q relative
+    loss0 = check_positive("loss0 (the initial loss)", loss0)
+    eps = check_positive("eps (the target loss)", eps)
+    arora_theorem1_rate(eta, c, N)                  # validates eta, c, N
+    q = eta * c ** (2 * (N - 1) / N)          # not 1 - arora_theorem1_rate(...): that cancels to ~1e-16 / q relative
     if not 0 < q < 1:
-        raise ValueError(f"theorem1_iterations needs 0 < eta c^(2(N-1)/N) < 1, got {q!r}")
+        raise ValueError(f"arora_theorem1_iterations needs 0 < eta c^(2(N-1)/N) < 1, got {q!r}")
     if loss0 <= eps:
         return 0.0
     return finite_float("Theorem 1's iteration count", lambda: float(math.ceil(math.log(loss0 / eps) / -math.log1p(-q))))
@@ -834,6 +834,6 @@ def gaussian_gap_second_moment(d_prev: int, d_mid: int, d_next: int, std: float)
     for name, v in (("d_prev", d_prev), ("d_mid", d_mid), ("d_next", d_next)):
         if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
             raise ValueError(f"{name} (a layer width) must be a positive int, got {v!r}")
-    std = _check_positive("std", std)
+    std = check_positive("std", std)
     return finite_float("the second moment of the balancedness gap",
                         lambda: std ** 4 * d_mid * ((d_prev + d_next) * (d_mid + 1) + (d_next - d_prev) ** 2))

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import torch
 
+import ngdlib.data
 from ngdlib import deep_linear as dl
 
 F64 = torch.float64
@@ -14,7 +15,7 @@ def test_batched_init_balancedness_and_gd_match_the_single_network_functions():
     g = torch.Generator().manual_seed(0)
     A = 0.3 * torch.randn(4, 2, 5, generator=g, dtype=F64)
     layers = dl.balanced_init_batched(A, [3, 3])
-    data = dl.whitened_data(40, 5, 2, seed=1)
+    data = ngdlib.data.whitened_data(40, 5, 2, seed=1)
     for b in range(4):
         single = dl.balanced_init(A[b], [3, 3])
         assert all(torch.allclose(W[b], S, atol=1e-13) for W, S in zip(layers, single))
@@ -53,11 +54,11 @@ def test_margin_probability_against_monte_carlo():
 
 def test_theorem1_iterations_is_the_least_count():
     for loss0, eps, eta, c, N in ((1.0, 1e-6, 0.01, 0.5, 3), (0.4, 4e-7, 4.5e-10, 0.025, 2)):
-        T = dl.theorem1_iterations(loss0, eps, eta, c, N)
+        T = dl.arora_theorem1_iterations(loss0, eps, eta, c, N)
         q = eta * c ** (2 * (N - 1) / N)
         need = math.log(loss0 / eps)
         assert T * -math.log1p(-q) >= need * (1 - 1e-12) and (T - 1) * -math.log1p(-q) < need * (1 + 1e-12)
-    assert dl.theorem1_iterations(1e-7, 1e-6, 0.01, 0.5, 3) == 0.0
+    assert dl.arora_theorem1_iterations(1e-7, 1e-6, 0.01, 0.5, 3) == 0.0
 
 
 def test_gaussian_gap_second_moment_against_monte_carlo():
