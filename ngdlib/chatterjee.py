@@ -53,6 +53,9 @@ __all__ = [
     "GDHistory",
     "gradient_descent",
     "FeedForward",
+    "slope_floor",
+    "full_kernel_at_zero",
+    "alpha_lower_bound_shallow",
 ]
 
 #: Smooth, strictly increasing activations accepted by :class:`FeedForward`.
@@ -568,3 +571,84 @@ class FeedForward:
         hess_u = lam * rho * (a_inf * _TANH2_MAX * rho + 1.0)
         return finite_float("the Hessian bound beta", lambda: 2.0 / n * sum(
             lam ** 2 * rho ** 2 * A ** 2 + (lam * A * rho * r + abs(float(yi))) * hess_u for yi in y))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# activations with sigma(0) != 0 (chapter C-ACT): the whole kernel at W_1 = 0, and alpha for one hidden layer
+# ----------------------------------------------------------------------------------------------------------------
+def slope_floor(activation: str, zeta: float) -> float:
+    """:math:`\\min_{|t| \\le \\zeta} \\sigma'(t)` for one of :data:`ACTIVATIONS`.
+
+    tanh and sigmoid have an even derivative that decreases in :math:`|t|` (:math:`\\mathrm{sech}^2(\\zeta)`,
+    :math:`s(\\zeta)(1 - s(\\zeta))`); softplus has the increasing derivative :math:`s(t)` (the sigmoid), so its minimum
+    is :math:`s(-\\zeta)`.
+
+    >>> round(slope_floor("softplus", 0.0), 12)
+    0.5
+    """
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    zeta = _pos("zeta (the largest |pre-activation|)", zeta, allow_zero=True)
+    if activation == "tanh":
+        return finite_float("the slope floor", lambda: 1.0 / math.cosh(zeta) ** 2 if zeta < 350 else 0.0)
+    s = 1.0 / (1.0 + math.exp(-zeta)) if zeta < 700 else 1.0
+    return finite_float("the slope floor", lambda: s * (1.0 - s) if activation == "sigmoid" else 1.0 - s)
+
+
+def full_kernel_at_zero(net: FeedForward, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
+    """The whole :math:`J J^\\top` (n x n) at :math:`W_1 = 0`, without forming J (chapter C-ACT):
+
+    .. math::
+        J J^\\top = |v|^2 X X^\\top + \\kappa\\, \\mathbf 1 \\mathbf 1^\\top, \\qquad
+        \\kappa = \\sum_{l=2}^L |e_l|^2 |h_{l-1}|^2 + \\lambda^2 |h_L|^2,
+
+    with the hidden representations :math:`h_l` and backpropagated vectors :math:`e_l = \\partial u/\\partial z_l`,
+    the same for every input when :math:`W_1 = 0` (:meth:`FeedForward.first_layer_backprop`). The blocks of
+    :math:`W_2, \\dots, W_L` and a have identical rows, :math:`\\mathrm{vec}(e_l h_{l-1}^\\top)` and
+    :math:`\\lambda h_L`; for tanh (:math:`\\sigma(0) = 0`) they vanish and :math:`\\kappa = 0`.
+    """
+    if not isinstance(net, FeedForward):
+        raise ValueError(f"net must be a FeedForward network, got {type(net).__name__}")
+    K1 = net.kernel_at_zero(theta, X)
+    p = net.unflatten(theta)
+    z = torch.zeros(net.widths[0], dtype=theta.dtype, device=theta.device)
+    zs, hs = [z], [net.sigma(z)]
+    for W in p[1:-1]:
+        z = W @ hs[-1]
+        zs.append(z)
+        hs.append(net.sigma(z))
+    e = net.scale * p[-1] * net._dsigma(zs[-1])
+    kappa = net.scale ** 2 * (hs[-1] @ hs[-1])
+    for l in range(net.depth - 1, 0, -1):       # e is e_{l+1} (0-based zs[l]); the block W_{l+1} has rows e h_l^T
+        kappa = kappa + (e @ e) * (hs[l - 1] @ hs[l - 1])
+        e = net._dsigma(zs[l - 1]) * (p[l].T @ e)
+    n = X.shape[0]
+    return check_finite_result("J J^T at W_1 = 0", K1 + kappa * torch.ones(n, n, dtype=K1.dtype, device=K1.device))
+
+
+def alpha_lower_bound_shallow(net: FeedForward, theta0: torch.Tensor, X: torch.Tensor, r: float) -> float:
+    """An analytic lower bound on :math:`\\alpha(\\theta_0, r)` for one hidden layer (L = 1), any activation of
+    :data:`ACTIVATIONS`, :math:`W_1 = 0` at :math:`\\theta_0` (chapter C-ACT):
+
+    .. math::
+        \\alpha(\\theta_0, r) \\ge \\frac4n \\lambda_{\\min}(X X^\\top)\\, \\lambda^2\\, m_\\sigma(r\\rho)^2\\,
+        (|a_0| - r)_+^2, \\qquad m_\\sigma(\\zeta) = \\min_{|t| \\le \\zeta} \\sigma'(t),\\ \\rho = \\max_i |x_i|.
+
+    In the ball :math:`|W_1|_F \\le r`, so every pre-activation has :math:`|z| \\le r\\rho`, and
+    :math:`|a| \\ge |a_0| - r`; Schur's bound on :math:`(XX^\\top) \\odot (\\Delta\\Delta^\\top)` does the rest. For
+    tanh it equals :meth:`FeedForward.alpha_lower_bound` at L = 1. The start need not have zero output.
+    """
+    if not isinstance(net, FeedForward):
+        raise ValueError(f"net must be a FeedForward network, got {type(net).__name__}")
+    if net.depth != 1:
+        raise ValueError(f"alpha_lower_bound_shallow is derived for one hidden layer (L = 1), got L = {net.depth}")
+    net._require_w1_zero(theta0)
+    net._check_X(X, theta0)
+    r = _pos("r (the radius)", r)
+    n = X.shape[0]
+    lam_min = max(float(torch.linalg.eigvalsh(X @ X.T)[0]), 0.0) if n <= net.d else 0.0
+    rho = float(torch.linalg.vector_norm(X, dim=1).max())
+    m = slope_floor(net.activation, r * rho)
+    a_norm = float(torch.linalg.vector_norm(net.unflatten(theta0)[-1]))
+    return finite_float("the lower bound on alpha",
+                        lambda: 4.0 / n * lam_min * net.scale ** 2 * m ** 2 * max(a_norm - r, 0.0) ** 2)

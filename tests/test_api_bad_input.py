@@ -51,7 +51,7 @@ Public API in scope (``module.name``; classes with their public methods/properti
 * ngdlib.chatterjee: grad_ratio sampled_ratio_min sample_ball toy_loss toy_alpha toy_hessian_bound criterion_ratio
   gd_certificate gradient_descent GDHistory . tensor; FeedForward(d, widths, activation, scale) . depth unflatten
   flatten positive_init forward loss loss_fn first_layer_backprop kernel_at_zero first_layer_jacobian
-  alpha_lower_bound hessian_bound; ACTIVATIONS
+  alpha_lower_bound hessian_bound; slope_floor full_kernel_at_zero alpha_lower_bound_shallow; ACTIVATIONS
 
 (Constants are data, not callables, and are not scanned.)
 
@@ -388,6 +388,10 @@ SPECS += [
       theta=_TH, X=_CX),
     S("chatterjee.FeedForward.hessian_bound", cha,
       lambda a: a["net"].hessian_bound(a["theta"], a["X"], a["y"], 0.1), theta=_TH, X=_CX, y=_r_muts(3)),
+    S("chatterjee.full_kernel_at_zero", cha, lambda a: ch.full_kernel_at_zero(a["net"], a["theta"], a["X"]),
+      theta=_TH, X=_CX),
+    S("chatterjee.alpha_lower_bound_shallow", cha,
+      lambda a: ch.alpha_lower_bound_shallow(a["net"], a["theta"], a["X"], 0.1), theta=_TH, X=_CX),
 ]
 
 
@@ -940,6 +944,19 @@ CASES = [
         ch.FeedForward(4, [3, 3]).positive_init(0), cha()["X"], cha()["y"], 0.1), "one hidden layer"),
     ("chatterjee.FeedForward.hessian_bound: r NaN",
      lambda: cha()["net"].hessian_bound(cha()["theta"], cha()["X"], cha()["y"], NAN), "radius"),
+    ("chatterjee.slope_floor: relu", lambda: ch.slope_floor("relu", 0.1), "activation"),
+    ("chatterjee.slope_floor: zeta -1", lambda: ch.slope_floor("sigmoid", -1.0), "zeta"),
+    ("chatterjee.slope_floor: zeta NaN", lambda: ch.slope_floor("softplus", NAN), "zeta"),
+    ("chatterjee.full_kernel_at_zero: not a FeedForward", lambda: ch.full_kernel_at_zero(None, cha()["theta"],
+                                                                                          cha()["X"]), "FeedForward"),
+    ("chatterjee.full_kernel_at_zero: W_1 != 0", lambda: ch.full_kernel_at_zero(
+        cha()["net"], torch.ones(cha()["net"].num_params, dtype=F64), cha()["X"]), "W_1 = 0"),
+    ("chatterjee.alpha_lower_bound_shallow: two hidden layers", lambda: ch.alpha_lower_bound_shallow(
+        ch.FeedForward(4, [3, 3]), ch.FeedForward(4, [3, 3]).positive_init(0), cha()["X"], 0.1), "one hidden layer"),
+    ("chatterjee.alpha_lower_bound_shallow: r 0",
+     lambda: ch.alpha_lower_bound_shallow(cha()["net"], cha()["theta"], cha()["X"], 0.0), "radius"),
+    ("chatterjee.alpha_lower_bound_shallow: not a FeedForward",
+     lambda: ch.alpha_lower_bound_shallow("net", cha()["theta"], cha()["X"], 0.1), "FeedForward"),
 ]
 
 
