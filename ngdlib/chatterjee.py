@@ -588,7 +588,7 @@ def slope_floor(activation: str, zeta: float) -> float:
     """
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    zeta = _pos("zeta (the largest |pre-activation|)", zeta, allow_zero=True)
+    zeta = check_positive("zeta (the largest |pre-activation|)", zeta, allow_zero=True)
     if activation == "tanh":
         return finite_float("the slope floor", lambda: 1.0 / math.cosh(zeta) ** 2 if zeta < 350 else 0.0)
     s = 1.0 / (1.0 + math.exp(-zeta)) if zeta < 700 else 1.0
@@ -644,7 +644,7 @@ def alpha_lower_bound_shallow(net: FeedForward, theta0: torch.Tensor, X: torch.T
         raise ValueError(f"alpha_lower_bound_shallow is derived for one hidden layer (L = 1), got L = {net.depth}")
     net._require_w1_zero(theta0)
     net._check_X(X, theta0)
-    r = _pos("r (the radius)", r)
+    r = check_positive("r (the radius)", r)
     n = X.shape[0]
     lam_min = max(float(torch.linalg.eigvalsh(X @ X.T)[0]), 0.0) if n <= net.d else 0.0
     rho = float(torch.linalg.vector_norm(X, dim=1).max())
