@@ -36,3 +36,30 @@ def test_cost_notebook_paper_scale_writes_its_record(tmp_path, monkeypatch):
     for x in rec["rows"]:
         assert {"float32", "tf32", "float64", "auto"} <= set(x["exact_count_paths"]) and x["ngd_step_seconds"] > 0
     assert not list(NOTEBOOK.parent.glob("cost-paper-*.json")), "a test run must not write beside the chapter"
+
+
+ZF1 = ROOT / "chapters" / "zmg" / "z-f1-check.ipynb"
+
+
+def test_figure1_notebook_paper_scale_writes_its_record(tmp_path, monkeypatch):
+    """Z-F1's ``SCALE = "paper"`` branch (the paper's widths 100 and 6000) at reduced sizes: it runs every assert of
+    the chapter (NGD and GD rows) on its own draw, writes its record, and shows it beside the run."""
+    monkeypatch.setenv("NGDLIB_RECORDS", str(tmp_path / "records"))
+    sizes = dict(N_PER_CLASS=4, NARROW=16, WIDE=256, DRAWS=1)
+    committed = {p: p.read_bytes() for p in ZF1.parent.glob("z-f1-paper-*.json")}
+    nb = nbformat.read(ZF1, as_version=4)
+    idx = next(i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", []))
+    cell = nbformat.v4.new_code_cell(f'SCALE = "paper"\nSIZES["paper"] = {sizes!r}\n'
+                                     f'PAPER_JSON = "{tmp_path}/z-f1-paper-{{device}}.json"')
+    cell.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(idx + 1, cell)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(ZF1.parent)}}).execute()
+    rec = json.loads((tmp_path / "z-f1-paper-cpu.json").read_text())
+    assert rec["scale"] == "paper" and rec["device"] == "cpu" and rec["sizes"] == sizes
+    assert rec["torch"] and rec["python"] and rec["date"].endswith("UTC") and rec["seconds"] > 0
+    (draw,) = rec["draws"]
+    assert [s["width"] for s in draw] == [16, 256]
+    assert all({"cos", "cos_gd", "after", "after_gd", "bend", "bend_gd"} <= set(s) for s in draw)
+    assert {p: p.read_bytes() for p in ZF1.parent.glob("z-f1-paper-*.json")} == committed, \
+        "a test run must not write beside the chapter"
