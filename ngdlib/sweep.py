@@ -65,7 +65,7 @@ PAPER_PARAMETERS = {
     "z-c2-check": {"SCALE": 32},          # largest width 2**17 * SCALE = 2**22
     "z-t1-check": {"SCALE": 64},          # M * SCALE = 4096 * 64
     "z-t3-check": {"SCALE": 16},          # the largest one-step width times 16
-    "z-f1-check": {"PAPER_SCALE": True},  # the paper's widths 100 and 6000
+    "z-f1-check": {"SCALE": "paper"},     # the paper's widths 100 and 6000
 }
 
 #: Row statuses that make a cell done (a rerun skips it). ``error`` (the cell could not be executed) is retried.
