@@ -9,10 +9,14 @@ every size it ran with all count paths exact.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
+
+from ngdlib.records import STATUSES
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "chapters" / "perf" / "cost-check.ipynb"
@@ -36,3 +40,66 @@ def test_cost_notebook_paper_scale_writes_its_record(tmp_path, monkeypatch):
     for x in rec["rows"]:
         assert {"float32", "tf32", "float64", "auto"} <= set(x["exact_count_paths"]) and x["ngd_step_seconds"] > 0
     assert not list(NOTEBOOK.parent.glob("cost-paper-*.json")), "a test run must not write beside the chapter"
+
+
+# ------------------------------------------------------------------------------ every notebook with a paper scale
+#: Each notebook with ``SCALE = "paper"`` (running.md lists them with their paper sizes), and the reduced sizes at
+#: which its paper branch runs here: the smallest that exercise every branch and keep every assert meaningful.
+REDUCED = {
+    "zmg/z-c1": dict(N=20, D=10, WIDTHS=[2**k for k in range(4, 13)], REPS=4),
+}
+#: Notebooks with a ``SCALE = "ci"`` parameter whose paper branch is not run here, and why.
+UNTESTED: dict[str, str] = {}
+
+
+def run_paper_branch(rel: str, sizes: dict, tmp_path: Path) -> dict:
+    """Run ``chapters/<rel>-check.ipynb`` at ``SCALE = "paper"`` with ``sizes`` injected after its parameters cell
+    (as papermill would), its record written to ``tmp_path``; return the record."""
+    path = ROOT / "chapters" / f"{rel}-check.ipynb"
+    stem = path.name[:-len("-check.ipynb")]
+    committed = {p: p.read_bytes() for p in path.parent.glob(f"{stem}-paper-*.json")}
+    nb = nbformat.read(path, as_version=4)
+    idx = next(i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", []))
+    params = nb.cells[idx].source
+    assert 'SCALE = "ci"' in params and "SIZES = {" in params and f'PAPER_JSON = "{stem}-paper-{{device}}.json"' in params
+    cell = nbformat.v4.new_code_cell(f'SCALE = "paper"\nSIZES["paper"] = {sizes!r}\n'
+                                     f'PAPER_JSON = "{tmp_path}/{stem}-paper-{{device}}.json"')
+    cell.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(idx + 1, cell)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    assert {p: p.read_bytes() for p in path.parent.glob(f"{stem}-paper-*.json")} == committed, \
+        "a test run must not write beside the chapter"
+    return json.loads((tmp_path / f"{stem}-paper-cpu.json").read_text())
+
+
+@pytest.mark.parametrize("rel", sorted(REDUCED))
+def test_paper_branch_writes_its_record(rel, tmp_path, monkeypatch):
+    monkeypatch.setenv("NGDLIB_RECORDS", str(tmp_path / "records"))
+    sizes = REDUCED[rel]
+    rec = run_paper_branch(rel, sizes, tmp_path)
+    assert rec["scale"] == "paper" and rec["device"] == "cpu" and rec["gpu"] is None and rec["processor"]
+    assert rec["python"] and rec["torch"] and rec["numpy"] and rec["threads"] >= 1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", rec["date"]) and rec["seconds"] > 0
+    assert rec["sizes"] == json.loads(json.dumps(sizes)), "the record must name the sizes it ran with"
+    # the numbers that decided the claims: every claim the notebook recorded in this run, with its status
+    recorded = {p.stem for p in (tmp_path / "records").glob("*.json")}
+    assert recorded and {c["claim"] for c in rec["claims"]} == recorded
+    for c in rec["claims"]:
+        assert c["status"] in STATUSES and c["summary"] and isinstance(c["values"], dict)
+
+
+def test_every_notebook_with_a_paper_scale_is_tested_and_listed():
+    """A notebook whose parameters cell has ``SCALE = "ci"`` must have reduced sizes here and a row in running.md."""
+    running = (ROOT / "running.md").read_text()
+    found = set()
+    for path in sorted((ROOT / "chapters").glob("*/*-check.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        params = next(c.source for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+        if re.search(r'^SCALE = "ci"', params, re.M):
+            found.add(str(path.relative_to(ROOT / "chapters"))[:-len("-check.ipynb")])
+    assert set(REDUCED) <= found, sorted(set(REDUCED) - found)
+    others = {"perf/cost", "zmg/z-f1"}       # tested by their own functions above
+    assert not (found - set(REDUCED) - others - UNTESTED.keys()), sorted(found - set(REDUCED) - others - UNTESTED.keys())
+    for rel in sorted(set(REDUCED)):
+        assert f"chapters/{rel}-check.ipynb" in running, f"running.md does not list {rel}"
