@@ -47,6 +47,18 @@ def test_cost_notebook_paper_scale_writes_its_record(tmp_path, monkeypatch):
 #: which its paper branch runs here: the smallest that exercise every branch and keep every assert meaningful.
 REDUCED = {
     "zmg/z-c1": dict(N=20, D=10, WIDTHS=[2**k for k in range(4, 13)], REPS=4),
+    "zmg/z-c2": dict(N=20, D=10, WIDTHS=[2**k for k in range(8, 14)], DRAWS=2),
+    "zmg/z-t3": dict(N=20, D=10, ONE_STEP_WIDTHS=[2**k for k in range(6, 13)], ONE_STEP_DATA=2, DRAWS=1),
+    "ko/k-exact": dict(N=32, M0=40, N_TEST=64, WIDTH=256, WIDTHS=(64, 256, 1024), SEEDS_PER_WIDTH=1),
+    "ko/k-bd": dict(N=16, M0=20, WIDTH=256, WIDE=512, OVERSHOOT_WIDTHS=(128, 512), SEEDS_PER_WIDTH=1),
+    "ko/k-tri": dict(N=16, M0=20, WIDTH=128, WIDE=512),
+    "ko/k-kfac": dict(N=16, M0_BIG=20, M0_SMALL=8, WIDTH=128, WIDE=512),
+    "ko/k-unit": dict(N=16, M0=20, WIDTH=128, SPREAD_WIDTHS=(64, 256, 1024), STAB_WIDTHS=(128, 512)),
+    "ko/k-test": dict(N=16, M0=20, N_TEST=50, WIDTH=512, WIDTHS=(256, 1024)),
+    "ko/k-width": dict(N=16, M0=20, WIDTHS=(64, 256, 1024), SEEDS=3),
+    "arora/a-bal": dict(D_IN=4, D_OUT=2, HIDDEN=4, N_SAMPLES=100),     # the CI sizes: already tiny
+    "arora/a-fail": dict(DEPTHS=(2, 3)),
+    "arora/a-init": dict(D_IN=8, FIG_SAMPLES=200, FIG_DEPTHS=(3,)),
 }
 #: Notebooks with a ``SCALE = "ci"`` parameter whose paper branch is not run here, and why.
 UNTESTED: dict[str, str] = {}
