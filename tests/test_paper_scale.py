@@ -56,17 +56,25 @@ REDUCED = {
     "ko/k-unit": dict(N=16, M0=20, WIDTH=128, SPREAD_WIDTHS=(64, 256, 1024), STAB_WIDTHS=(128, 512)),
     "ko/k-test": dict(N=16, M0=20, N_TEST=50, WIDTH=512, WIDTHS=(256, 1024)),
     "ko/k-width": dict(N=16, M0=20, WIDTHS=(64, 256, 1024), SEEDS=3),
-    "arora/a-bal": dict(D_IN=4, D_OUT=2, HIDDEN=4, N_SAMPLES=100),     # the CI sizes: already tiny
+    "arora/a-bal": "ci",
     "arora/a-fail": dict(DEPTHS=(2, 3)),
     "arora/a-init": dict(D_IN=8, FIG_SAMPLES=200, FIG_DEPTHS=(3,)),
+    # "ci": the paper branch runs at the notebook's own CI sizes (already small; smaller ones would starve its fits)
+    "zmg/z-gd": "ci",
+    "zmg/z-kfw": "ci",
+    "zmg/z-r3": "ci",
+    "ko/k-damp": "ci",
+    "ko/k-eta": "ci",
+    "ko/k-multi": "ci",
 }
 #: Notebooks with a ``SCALE = "ci"`` parameter whose paper branch is not run here, and why.
 UNTESTED: dict[str, str] = {}
 
 
-def run_paper_branch(rel: str, sizes: dict, tmp_path: Path) -> dict:
-    """Run ``chapters/<rel>-check.ipynb`` at ``SCALE = "paper"`` with ``sizes`` injected after its parameters cell
-    (as papermill would), its record written to ``tmp_path``; return the record."""
+def run_paper_branch(rel: str, sizes: dict | str, tmp_path: Path) -> tuple[dict, dict]:
+    """Run ``chapters/<rel>-check.ipynb`` at ``SCALE = "paper"`` with ``sizes`` (a dict, or ``"ci"``: the notebook's
+    CI sizes) injected after its parameters cell (as papermill would), its record written to ``tmp_path``; return the
+    record and the sizes it must name."""
     path = ROOT / "chapters" / f"{rel}-check.ipynb"
     stem = path.name[:-len("-check.ipynb")]
     committed = {p: p.read_bytes() for p in path.parent.glob(f"{stem}-paper-*.json")}
@@ -74,6 +82,12 @@ def run_paper_branch(rel: str, sizes: dict, tmp_path: Path) -> dict:
     idx = next(i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", []))
     params = nb.cells[idx].source
     assert 'SCALE = "ci"' in params and "SIZES = {" in params and f'PAPER_JSON = "{stem}-paper-{{device}}.json"' in params
+    defaults: dict = {}
+    exec(params, defaults)                                   # the parameters cell: plain assignments
+    assert set(defaults["SIZES"]) == {"ci", "paper"} and defaults["SIZES"]["ci"].keys() == defaults["SIZES"]["paper"].keys()
+    if sizes == "ci":
+        sizes = defaults["SIZES"]["ci"]
+    assert sizes.keys() == defaults["SIZES"]["paper"].keys(), "the reduced sizes must name every paper size"
     cell = nbformat.v4.new_code_cell(f'SCALE = "paper"\nSIZES["paper"] = {sizes!r}\n'
                                      f'PAPER_JSON = "{tmp_path}/{stem}-paper-{{device}}.json"')
     cell.metadata["tags"] = ["injected-parameters"]
@@ -82,14 +96,13 @@ def run_paper_branch(rel: str, sizes: dict, tmp_path: Path) -> dict:
                    resources={"metadata": {"path": str(path.parent)}}).execute()
     assert {p: p.read_bytes() for p in path.parent.glob(f"{stem}-paper-*.json")} == committed, \
         "a test run must not write beside the chapter"
-    return json.loads((tmp_path / f"{stem}-paper-cpu.json").read_text())
+    return json.loads((tmp_path / f"{stem}-paper-cpu.json").read_text()), sizes
 
 
 @pytest.mark.parametrize("rel", sorted(REDUCED))
 def test_paper_branch_writes_its_record(rel, tmp_path, monkeypatch):
     monkeypatch.setenv("NGDLIB_RECORDS", str(tmp_path / "records"))
-    sizes = REDUCED[rel]
-    rec = run_paper_branch(rel, sizes, tmp_path)
+    rec, sizes = run_paper_branch(rel, REDUCED[rel], tmp_path)
     assert rec["scale"] == "paper" and rec["device"] == "cpu" and rec["gpu"] is None and rec["processor"]
     assert rec["python"] and rec["torch"] and rec["numpy"] and rec["threads"] >= 1
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", rec["date"]) and rec["seconds"] > 0
