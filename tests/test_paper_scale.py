@@ -67,7 +67,7 @@ REDUCED = {
     "ko/k-test": dict(N=16, M0=20, N_TEST=50, WIDTH=512, WIDTHS=(256, 1024)),
     "ko/k-width": dict(N=16, M0=20, WIDTHS=(64, 256, 1024), SEEDS=3),
     "arora/a-bal": "ci",
-    "arora/a-fail": dict(DEPTHS=(2, 3)),
+    "arora/a-fail": dict(DEPTHS=(2, 3, 4)),          # its large-step part needs N = 3 and 4
     "arora/a-init": dict(D_IN=8, FIG_SAMPLES=200, FIG_DEPTHS=(3,)),
     # "ci": the paper branch runs at the notebook's own CI sizes (already small; smaller ones would starve its fits)
     "zmg/z-gd": "ci",
