@@ -63,7 +63,6 @@ __all__ = ["main", "run_sweep", "run_cell", "plan", "find_notebooks", "parse_see
 #: and ``SIZES`` keyed by it) gets ``SCALE = "paper"``; the notebooks listed here name their paper scale otherwise
 #: (run them with ``--device cuda``). Other notebooks have no larger scale and run at their defaults.
 PAPER_PARAMETERS = {
-    "z-t1-check": {"SCALE": 64},          # M * SCALE = 4096 * 64
     "z-f1-check": {"PAPER_SCALE": True},  # the paper's widths 100 and 6000
 }
 

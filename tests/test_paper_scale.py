@@ -70,6 +70,7 @@ REDUCED = {
     "arora/a-fail": dict(DEPTHS=(2, 3, 4)),          # its large-step part needs N = 3 and 4
     "arora/a-init": dict(D_IN=8, FIG_SAMPLES=200, FIG_DEPTHS=(3,)),
     # "ci": the paper branch runs at the notebook's own CI sizes (already small; smaller ones would starve its fits)
+    "zmg/z-t1": "ci",
     "zmg/z-gd": "ci",
     "zmg/z-kfw": "ci",
     "zmg/z-r3": "ci",
