@@ -71,6 +71,7 @@ REDUCED = {
     "arora/a-init": dict(D_IN=8, FIG_SAMPLES=200, FIG_DEPTHS=(3,)),
     # "ci": the paper branch runs at the notebook's own CI sizes (already small; smaller ones would starve its fits)
     "zmg/z-t1": "ci",
+    "zmg/z-t4": "ci",
     "zmg/z-gd": "ci",
     "zmg/z-kfw": "ci",
     "zmg/z-r3": "ci",
