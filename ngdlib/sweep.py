@@ -23,9 +23,10 @@ Everything a sweep writes lies under ``_build/sweeps/NAME/`` (``--out`` to chang
 Parameters. ``SEED`` is always injected. ``SCALE`` and ``DEVICE`` are injected only into notebooks whose parameters
 cell defines them (papermill would otherwise add a variable that nothing reads, and the row would claim a scale or
 device the notebook never used); the row's ``parameters`` field says what was injected. ``--scale ci`` (default)
-injects nothing (the notebooks' defaults are the CI scale); ``--scale paper`` injects :data:`PAPER_PARAMETERS` into
-the notebooks listed there (the values their parameters cells name as the paper's scale); ``--scale <number>``
-injects ``SCALE = <number>`` where a notebook defines ``SCALE``.
+injects nothing (the notebooks' defaults are the CI scale); ``--scale paper`` injects ``SCALE = "paper"`` into every
+notebook that picks its sizes from ``SIZES`` by ``SCALE`` (running.md), and :data:`PAPER_PARAMETERS` into the notebooks
+listed there; ``--scale <number>`` injects ``SCALE = <number>`` where a notebook's ``SCALE`` is a multiplier (no
+``SIZES``).
 
 Never lost, never counted twice. A cell is keyed by a hash of the notebook's content, the library's source
 (``ngdlib/**/*.py``) and the cell's parameters. A task whose worker dies is rescheduled by Dask's scheduler (and a
@@ -58,13 +59,10 @@ from pathlib import Path
 __all__ = ["main", "run_sweep", "run_cell", "plan", "find_notebooks", "parse_seeds", "load_results", "latest_rows",
            "summarise", "format_summary", "wilson", "library_hash", "PAPER_PARAMETERS", "DONE"]
 
-#: ``--scale paper``: the parameters that each notebook's parameters cell names as the paper's scale (run them with
-#: ``--device cuda``). Notebooks not listed have no larger scale and run at their defaults.
+#: ``--scale paper``: a notebook that follows the convention of running.md (a parameters cell with ``SCALE = "ci"``
+#: and ``SIZES`` keyed by it) gets ``SCALE = "paper"``; the notebooks listed here name their paper scale otherwise
+#: (run them with ``--device cuda``). Other notebooks have no larger scale and run at their defaults.
 PAPER_PARAMETERS = {
-    "z-c1-check": {"SCALE": 16},          # largest width 2**16 * SCALE = 2**20
-    "z-c2-check": {"SCALE": 32},          # largest width 2**17 * SCALE = 2**22
-    "z-t1-check": {"SCALE": 64},          # M * SCALE = 4096 * 64
-    "z-t3-check": {"SCALE": 16},          # the largest one-step width times 16
     "z-f1-check": {"SCALE": "paper"},     # the paper's widths 100 and 6000
 }
 
@@ -182,6 +180,8 @@ def _scale_parameters(stem: str, names: set[str], scale: str) -> dict:
     if scale == "ci":
         return {}
     if scale == "paper":
+        if stem not in PAPER_PARAMETERS and {"SCALE", "SIZES"} <= names:
+            return {"SCALE": "paper"}
         return {k: v for k, v in PAPER_PARAMETERS.get(stem, {}).items() if k in names}
     try:
         value = float(scale)
@@ -189,7 +189,8 @@ def _scale_parameters(stem: str, names: set[str], scale: str) -> dict:
         raise ValueError(f"--scale must be 'ci', 'paper' or a number, got {scale!r}") from None
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"--scale must be a positive number, got {scale!r}")
-    return {"SCALE": int(value) if value.is_integer() else value} if "SCALE" in names else {}
+    # a numeric SCALE only where SCALE is a multiplier (a notebook with SIZES picks them by the name "ci"/"paper")
+    return {"SCALE": int(value) if value.is_integer() else value} if "SCALE" in names and "SIZES" not in names else {}
 
 
 def cell_name(rel: str, seed: int, scale: str, device: str) -> str:

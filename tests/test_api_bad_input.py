@@ -31,7 +31,7 @@ Public API in scope (``module.name``; classes with their public methods/properti
 * ngdlib.kernels: limiting_gram limiting_activation_gram angles relu_input_layer relu_layer
 * ngdlib.data: sphere sphere_teacher teacher forster whitened_data WhitenedData
 * ngdlib.train: train, History . steps tensor; METHODS
-* ngdlib.records: record records_dir environment; STATUSES
+* ngdlib.records: record records_dir environment paper_record; STATUSES SCALES
 * ngdlib.testing: tolerance assert_close assert_within_se fit_loglog_slope verdict PrecisionWarning; TOLERANCES
 * ngdlib.reference: jacobian gram fisher fisher_pinv loss_grad features kfac_preconditioner ngd_direction
   kfac_direction gd_direction; deep_forward deep_jacobian deep_factors deep_fisher_approx deep_kernel DenseKernel .
@@ -543,6 +543,22 @@ CASES = [
     ("train.History.tensor: unknown series", lambda: _hist().tensor("accuracy"), "series"),
     # ---------------------------------------------------------------- records
     ("records.record: bad status", lambda: ngdlib.record("Z-X", "fine", summary="s"), "status"),
+    ("records.paper_record: bad scale", lambda: ngdlib.records.paper_record(
+        "x.json", scale="huge", sizes={"N": 1}, device="cpu", started=0.0, results={"a": 1.0}), "scale"),
+    ("records.paper_record: empty sizes", lambda: ngdlib.records.paper_record(
+        "x.json", scale="paper", sizes={}, device="cpu", started=0.0, results={"a": 1.0}), "sizes"),
+    ("records.paper_record: unknown device", lambda: ngdlib.records.paper_record(
+        "x.json", scale="paper", sizes={"N": 1}, device="abacus", started=0.0, results={"a": 1.0}), "device"),
+    ("records.paper_record: started in the future", lambda: ngdlib.records.paper_record(
+        "x.json", scale="paper", sizes={"N": 1}, device="cpu", started=1e300, results={"a": 1.0}), "started"),
+    ("records.paper_record: NaN result", lambda: ngdlib.records.paper_record(
+        "x.json", scale="paper", sizes={"N": 1}, device="cpu", started=0.0, results={"a": [1.0, NAN]}), "not finite"),
+    ("records.paper_record: tensor size", lambda: ngdlib.records.paper_record(
+        "x.json", scale="paper", sizes={"N": {"w": torch.ones(2)}}, device="cpu", started=0.0, results={"a": 1.0}),
+     "tolist"),
+    ("records.paper_record: nothing decided", lambda: ngdlib.records.paper_record(
+        "x.json", scale="paper", sizes={"N": 1}, device="cpu", started=1e-300 + __import__("time").perf_counter()),
+     "nothing to record"),
     ("records.record: empty claim", lambda: ngdlib.record("", "verified", summary="s"), "claim"),
     ("records.record: claim not a string", lambda: ngdlib.record(3, "verified", summary="s"), "claim"),
     ("records.record: summary not a string", lambda: ngdlib.record("Z-X", "verified", summary=None), "summary"),

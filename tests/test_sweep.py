@@ -126,7 +126,7 @@ def test_grid_helpers():
         sweep.find_notebooks(ROOT, ["NO-SUCH-CLAIM"])
     cells = sweep.plan(ROOT, sweep.find_notebooks(ROOT, ["Z-C1", "Z-NGD"]), [3], scale="paper", device="cuda")
     params = {Path(c["notebook"]).name: c["parameters"] for c in cells}
-    assert params == {"z-c1-check.ipynb": {"SEED": 3, "SCALE": 16, "DEVICE": "cuda"},
+    assert params == {"z-c1-check.ipynb": {"SEED": 3, "SCALE": "paper", "DEVICE": "cuda"},
                       "z-ngd-check.ipynb": {"SEED": 3, "DEVICE": "cuda"}}
     assert sweep.wilson(0, 0) == (0.0, 1.0)
     lo, hi = sweep.wilson(7, 10)
