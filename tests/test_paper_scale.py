@@ -80,7 +80,13 @@ REDUCED = {
     "ko/k-multi": "ci",
 }
 #: Notebooks with a ``SCALE = "ci"`` parameter whose paper branch is not run here, and why.
-UNTESTED: dict[str, str] = {}
+UNTESTED: dict[str, str] = {
+    # Second-round chapters: their "paper" sizes are only larger than CI (the papers give no sizes for these
+    # statements), and their paper branch writes no record yet; switching them to paper_record is left open.
+    rel: "a larger-than-CI scale with no record yet (the paper gives no sizes for this statement)"
+    for rel in ("arora/a-gauss", "arora/a-t2", "ko/k-gd", "ko/k-inf", "zmg/z-c3", "zmg/z-joint", "zmg/z-prob",
+                "zmg/z-sep")
+}
 
 
 def run_paper_branch(rel: str, sizes: dict | str, tmp_path: Path) -> tuple[dict, dict]:
