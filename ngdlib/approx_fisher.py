@@ -1,6 +1,6 @@
 r"""Function-space kernels of exact and approximate natural gradient for deep MLPs (Karakida & Osawa 2020).
 
-Setting (:class:`~ngdlib.deep.DeepMLP`): squared loss :math:`\mathcal L = \frac{1}{2N}\|f - y\|^2`, Fisher
+Setting (:class:`~ngdlib.models.DeepMLP`): squared loss :math:`\mathcal L = \frac{1}{2N}\|f - y\|^2`, Fisher
 :math:`F = J^\top J / N`, residual :math:`r = f - y`, gradient :math:`\nabla\mathcal L = J^\top r / N`. An approximate
 Fisher :math:`G` gives the step :math:`\theta \leftarrow \theta - \eta\, G^+ \nabla \mathcal L` and, to first order, the
 function-space update
@@ -49,7 +49,7 @@ import torch
 
 from ._checks import (check_finite_result, check_number, check_same_dtype_device, check_tensor, check_vector,
                       psd_eigh)
-from .deep import MAX_DENSE_PARAMS, DeepMLP, Signals
+from .models import MAX_DENSE_PARAMS, DeepMLP, Signals
 from .kernels import relu_input_layer, relu_layer
 
 __all__ = [
@@ -386,7 +386,7 @@ def function_kernel(model: DeepMLP, X: torch.Tensor, variant: str, *, X_test: to
     module docstring for each variant's formula.
 
     Args:
-        model: a :class:`~ngdlib.deep.DeepMLP`.
+        model: a :class:`~ngdlib.models.DeepMLP`.
         X: the N training inputs that define G.
         variant: one of :data:`VARIANTS`.
         X_test: evaluate at these inputs (N' x M_0) instead of X; the result is then N' x N.
@@ -607,7 +607,7 @@ def train_ngd(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, variant: str, lr
 
 # ------------------------------------------------------------------------------------------------------ infinite width
 def limiting_factors(model: DeepMLP, X: torch.Tensor, X_test: torch.Tensor | None = None) -> list:
-    r"""Infinite-width limits of the layer factors of a ReLU :class:`~ngdlib.deep.DeepMLP` (widths M_1.. -> infinity).
+    r"""Infinite-width limits of the layer factors of a ReLU :class:`~ngdlib.models.DeepMLP` (widths M_1.. -> infinity).
 
     For layer l = 1..L returns ``(K_in, K_sig)``, the limits of :math:`A_{l-1}(X') A_{l-1}(X)^\top` and
     :math:`D_l(X') D_l(X)^\top` (N' x N, or N x N without ``X_test``):
@@ -778,7 +778,7 @@ def _dense_inverse(model, X, G, variant, rho):
 # ----------------------------------------------------------------------------------------------- several outputs (C)
 @dataclass
 class MultiSignals(Signals):
-    """Forward activations and backward signals of a :class:`~ngdlib.deep.DeepMLP` trunk with a C-output head.
+    """Forward activations and backward signals of a :class:`~ngdlib.models.DeepMLP` trunk with a C-output head.
 
     Attributes:
         A: list of L tensors; ``A[l]`` is the scaled input of layer l+1 (N x (M_l + 1), or N x M_l without bias).
@@ -786,7 +786,7 @@ class MultiSignals(Signals):
             \\partial u_{l+1}`; ``D[-1]`` is the identity :math:`\\delta^c_L = e_c` repeated over n.
         f: outputs (N x C).
 
-    ``n`` (the number of inputs) is inherited from :class:`~ngdlib.deep.Signals`.
+    ``n`` (the number of inputs) is inherited from :class:`~ngdlib.models.Signals`.
     """
 
     @property
@@ -796,7 +796,7 @@ class MultiSignals(Signals):
 
     def stacked(self) -> Signals:
         """The N C "rows" (n, c), index n C + c, of the Jacobian :math:`J_{(n,c)} = \\delta^c(x_n) \\otimes a(x_n)`:
-        ``A`` repeated C times, ``D`` flattened, as a :class:`~ngdlib.deep.Signals` with N C rows."""
+        ``A`` repeated C times, ``D`` flattened, as a :class:`~ngdlib.models.Signals` with N C rows."""
         C = self.c
         return Signals(A=[a.repeat_interleave(C, dim=0) for a in self.A],
                        D=[d.reshape(-1, d.shape[2]) for d in self.D], f=self.f.reshape(-1))

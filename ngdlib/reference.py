@@ -165,7 +165,7 @@ PINV_RTOL = 1e-10
 
 
 def _deep_guard(model, dense: bool = True) -> None:
-    from .deep import DeepMLP
+    from .models import DeepMLP
 
     if not isinstance(model, DeepMLP):
         raise ValueError(f"the deep dense oracle needs an ngdlib.DeepMLP, got {type(model).__name__}")
@@ -420,7 +420,7 @@ def deep_grid(seed: int, *, n: int = 6, d_big: int = 9, d_small: int = 3, width:
     in radial isotropic position by :func:`ngdlib.data.forster`). Hidden widths ``width``; one network per configuration,
     seeded from ``seed``. Returns a list of :class:`GridCase`."""
     from .data import forster, sphere
-    from .deep import DeepMLP
+    from .models import DeepMLP
 
     if not (isinstance(seed, int) and not isinstance(seed, bool)):
         raise ValueError(f"seed must be an int, got {seed!r}")

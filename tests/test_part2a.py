@@ -1,6 +1,6 @@
 """Part II-a (Karakida & Osawa 2020): deep NTK MLP and approximate-Fisher function-space kernels.
 
-Every fast (dual, N x N) path of ngdlib.deep and ngdlib.approx_fisher is compared with a dense float64 reference that
+Every fast (dual, N x N) path of ngdlib.models.deep_mlp and ngdlib.approx_fisher is compared with a dense float64 reference that
 shares none of its algebra: the Jacobian from torch.func.jacrev, the P x P approximate Fisher built by masking J^T J / N
 (or from Kronecker factors whose error signals come from autodiff), inverted by torch.linalg.pinv.
 
@@ -16,7 +16,7 @@ import torch
 
 import ngdlib
 from ngdlib import approx_fisher as af
-from ngdlib.deep import DeepMLP
+from ngdlib.models import DeepMLP
 from ngdlib.testing import assert_close
 
 EPS64 = torch.finfo(torch.float64).eps

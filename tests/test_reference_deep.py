@@ -14,7 +14,7 @@ import torch
 import ngdlib
 from ngdlib import approx_fisher as af
 from ngdlib import reference as ref
-from ngdlib.deep import DeepMLP
+from ngdlib.models import DeepMLP
 
 F64 = torch.float64
 
