@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ._history import History, run_loop
 from ._checks import (check_finite_result, check_number, check_same_dtype_device, check_tensor, check_vector,
                       psd_eigh)
 from .models import MAX_DENSE_PARAMS, DeepMLP, Signals
@@ -64,7 +65,6 @@ __all__ = [
     "linearized_prediction",
     "ntk_test_prediction",
     "train_ngd",
-    "NGDRun",
     "dense_fisher_approx",
     "dense_kernel",
     "dense_direction",
@@ -544,36 +544,21 @@ def ntk_test_prediction(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, X_test
     return check_finite_result("the NTK test prediction", f0t - (1 - (1 - eta) ** t) * (Tht @ z))
 
 
-@dataclass
-class NGDRun:
-    """History of :func:`train_ngd`: outputs on the training and test inputs at every step (index 0 = start)."""
-
-    variant: str
-    lr: float
-    f_train: list
-    f_test: list
-    diverged: bool = False
-
-    def residual_norms(self, y: torch.Tensor) -> torch.Tensor:
-        """:math:`\\|f - y\\|` at every recorded step (float, on the CPU)."""
-        if not self.f_train:
-            raise ValueError("the run recorded no iterate (its start was already non-finite)")
-        check_vector("y", y, self.f_train[0].shape[0], "one target per training input")
-        check_same_dtype_device("y", y, "the recorded outputs", self.f_train[0])
-        return torch.stack([torch.linalg.vector_norm(f - y) for f in self.f_train]).cpu()
-
-    def losses(self, y: torch.Tensor) -> torch.Tensor:
-        """:math:`\\mathcal L = \\|f - y\\|^2 / (2N)` at every step."""
-        return self.residual_norms(y) ** 2 / (2 * y.shape[0])
-
-
-def train_ngd(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, variant: str, lr: float, steps: int, *,
+def train_ngd(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, variant: str, eta: float, steps: int, *,
               X_test: torch.Tensor | None = None, rho: float = 0.0, singular: str = "raise",
-              diverge_factor: float = 1e6) -> NGDRun:
-    """Run ``steps`` steps :math:`\\theta \\leftarrow \\theta - \\mathrm{lr}\\, (G + \\rho I)^+ \\nabla\\mathcal L`
-    in place
-    (the real, nonlinear network) and record the outputs. Stops early (``diverged``) once
-    :math:`\\|f - y\\|` exceeds ``diverge_factor`` times its start or becomes non-finite."""
+              diverge_factor: float = 1e6) -> History:
+    """Run ``steps`` steps :math:`\\theta \\leftarrow \\theta - \\eta\\, (G + \\rho I)^+ \\nabla\\mathcal L` in
+    place (the real, nonlinear network) and return its :class:`~ngdlib.train.History`.
+
+    Recorded series, per iterate (index 0 = start): ``residual_norm`` :math:`\\|f - y\\|` (monitored), ``loss``
+    :math:`\\mathcal L = \\|f - y\\|^2 / (2N)`, ``f_train`` (the outputs on X) and, with ``X_test``, ``f_test``.
+    The run stops by the divergence rule of :mod:`ngdlib.train` (``history.diverged``) once :math:`\\|f - y\\|`
+    exceeds ``diverge_factor`` times its start or becomes non-finite.
+
+    Raises:
+        ValueError: for a bad model, inputs, targets, variant, damping or ``singular``; a step size that is not a
+            positive finite number; a negative step count; or a singular Gram block (``singular="raise"``).
+    """
     _validate(model, X, X_test)
     _check_variant(variant)
     _check_rho(rho, variant)
@@ -581,27 +566,29 @@ def train_ngd(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, variant: str, lr
     check_vector("y", y, X.shape[0], "one target per training input")
     check_same_dtype_device("y", y, "X", X)
     check_number("diverge_factor", diverge_factor, low=0.0, low_open=True, allow_inf=True)
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if not (isinstance(steps, int) and steps >= 0):
+    eta = check_number("eta (the step size)", eta, low=0.0, low_open=True)
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-    run = NGDRun(variant=variant, lr=float(lr), f_train=[], f_test=[])
-    r0 = None
+    names = ("residual_norm", "loss", "f_train") + (("f_test",) if X_test is not None else ())
+    run = History(method=variant, eta=eta, series={k: [] for k in names})
+    n = X.shape[0]
+    state = {}
+
+    def observe(k):
+        f = model(X)
+        state["f"] = f
+        rn = float(torch.linalg.vector_norm(f - y))
+        rec = {"loss": rn * rn / (2 * n), "f_train": f.clone()}
+        if X_test is not None:
+            rec["f_test"] = model(X_test).clone()
+        return rn, rec
+
+    def advance(k):
+        V = ngd_direction(model, X, state["f"] - y, variant, rho=rho, singular=singular)
+        model.apply_step(V, eta)
+
     with torch.no_grad():
-        for k in range(steps + 1):
-            f = model(X)
-            rn = float(torch.linalg.vector_norm(f - y))
-            r0 = rn if r0 is None else r0
-            if not math.isfinite(rn) or rn > diverge_factor * max(r0, 1e-300):
-                run.diverged = True
-                break
-            run.f_train.append(f.clone())
-            if X_test is not None:
-                run.f_test.append(model(X_test).clone())
-            if k == steps:
-                break
-            V = ngd_direction(model, X, f - y, variant, rho=rho, singular=singular)
-            model.apply_step(V, lr)
+        run_loop(run, observe, advance, steps, diverge_factor=diverge_factor, monitor="residual_norm")
     return run
 
 

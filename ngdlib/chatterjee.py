@@ -23,11 +23,10 @@ over a ball for it are :func:`alpha_lower_bound` and :func:`hessian_bound`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 
-from ._history import SeriesHistory
+from ._history import History, run_loop
 from ._checks import (COMPUTE_DTYPES, check_finite_result, check_number,
                       check_same_dtype_device, check_tensor, finite_float, is_transformed)
 from .device import generator
@@ -42,7 +41,6 @@ __all__ = [
     "toy_hessian_bound",
     "criterion_ratio",
     "gd_certificate",
-    "GDHistory",
     "gradient_descent",
     "alpha_lower_bound",
     "hessian_bound",
@@ -238,31 +236,20 @@ def gd_certificate(f0: float, r: float, alpha: float, beta: float, eta: float) -
             "criterion": crit}
 
 
-@dataclass
-class GDHistory(SeriesHistory):
-    """What :func:`gradient_descent` records per iterate k = 0..K.
+def gradient_descent(f, x0: torch.Tensor, eta: float, steps: int, *, tol: float = 0.0, diverge_factor: float = 1e6,
+                     keep_path: bool = False):
+    """Plain gradient descent :math:`x_{k+1} = x_k - \\eta \\nabla f(x_k)` (autograd).
 
-    Attributes:
-        eta: step size.
-        f: :math:`f(x_k)`.
-        grad_norm: :math:`|\\nabla f(x_k)|`.
-        dist: :math:`|x_k - x_0|`.
-        path: :math:`\\sum_{i<k} |x_{i+1} - x_i|`.
-        xs: the iterates (K+1) x p, float64 on the CPU (only when ``keep_path``).
-    """
+    Returns ``(x_final, history)``: the last iterate and a :class:`~ngdlib.train.History` with the series, per iterate
+    k = 0..K: ``f`` :math:`f(x_k)` (monitored), ``grad_norm`` :math:`|\\nabla f(x_k)|`, ``dist`` :math:`|x_k - x_0|`,
+    ``path`` :math:`\\sum_{i<k} |x_{i+1} - x_i|`; with ``keep_path`` also the attribute ``xs``, the iterates as a
+    (K+1) x p float64 CPU tensor. Stops after ``steps`` steps, once :math:`f \\le` ``tol``, or by the divergence rule
+    of :mod:`ngdlib.train` (``history.diverged``) once f is not finite or exceeds ``diverge_factor`` times
+    :math:`f(x_0)`; ``x_final`` is then the diverged iterate.
 
-    eta: float
-    f: list = field(default_factory=list)
-    grad_norm: list = field(default_factory=list)
-    dist: list = field(default_factory=list)
-    path: list = field(default_factory=list)
-    xs: torch.Tensor | None = None
-
-
-def gradient_descent(f, x0: torch.Tensor, eta: float, steps: int, *, tol: float = 0.0, keep_path: bool = False):
-    """Plain gradient descent :math:`x_{k+1} = x_k - \\eta \\nabla f(x_k)` (autograd), with a :class:`GDHistory`.
-
-    Stops after ``steps`` steps or once :math:`f \\le` ``tol``. Returns ``(x_final, history)``.
+    Raises:
+        ValueError: if f is not callable, x0 is not a finite vector, eta is not a positive finite number, steps is
+            negative, tol is NaN, or :math:`f(x_0)` is not finite.
     """
     _callable(f)
     _point("x0", x0)
@@ -270,31 +257,28 @@ def gradient_descent(f, x0: torch.Tensor, eta: float, steps: int, *, tol: float 
     if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     check_number("tol (the early-stopping value of f)", tol, low=0.0, allow_inf=True)
-    hist = GDHistory(eta=eta)
-    x = x0.detach().clone()
-    path = 0.0
-    xs = [x.to("cpu", torch.float64)] if keep_path else None
-    for k in range(steps + 1):
+    check_number("diverge_factor", diverge_factor, low=0.0, low_open=True, allow_inf=True)
+    hist = History(method="gd", eta=eta, series={k: [] for k in ("f", "grad_norm", "dist", "path")})
+    state = {"x": x0.detach().clone(), "path": 0.0}
+    xs = [state["x"].to("cpu", torch.float64)] if keep_path else None
+
+    def observe(k):
+        x = state["x"]
         v, g = _value_and_grad(f, x)
-        fv = float(v)
-        if not math.isfinite(fv):
-            if k == 0:
-                raise ValueError(f"f(x_0) = {fv} is not finite: f must be finite at the start (rescale x0 or f)")
-            raise ValueError(f"gradient descent diverged: f(x_{k}) = {fv} (reduce eta)")
-        gn = float(torch.linalg.vector_norm(g))
-        hist.f.append(fv)
-        hist.grad_norm.append(gn)
-        hist.dist.append(float(torch.linalg.vector_norm(x - x0)))
-        hist.path.append(path)
-        if k == steps or fv <= tol:
-            break
-        x = x - eta * g
-        path += eta * gn
+        state["g"], state["gn"] = g, float(torch.linalg.vector_norm(g))
+        return float(v), {"grad_norm": state["gn"], "dist": float(torch.linalg.vector_norm(x - x0)),
+                          "path": state["path"]}
+
+    def advance(k):
+        state["x"] = state["x"] - eta * state["g"]
+        state["path"] += eta * state["gn"]
         if keep_path:
-            xs.append(x.to("cpu", torch.float64))
+            xs.append(state["x"].to("cpu", torch.float64))
+
+    run_loop(hist, observe, advance, steps, tol=tol, diverge_factor=diverge_factor, monitor="f")
     if keep_path:
-        hist.xs = torch.stack(xs)
-    return x, hist
+        hist.xs = torch.stack(xs[: hist.steps + 1])
+    return state["x"], hist
 
 
 # ----------------------------------------------------------------------------------------------------------------

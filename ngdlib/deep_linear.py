@@ -38,11 +38,11 @@ All matrices are float tensors; device and dtype follow the inputs (float64 for 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
-from ._history import SeriesHistory
+from ._history import History, run_loop
 from ._checks import (check_device, check_dtype, check_finite_result, check_number, check_same_dtype_device,
                       check_symmetric, check_tensor, finite_float, max_trusted_cond)
 from .device import generator
@@ -51,7 +51,6 @@ from .models.deep_linear import _prefixes, _suffixes, check_layers, dims, end_to
 __all__ = [
     "RECALLED_T1_CONSTANTS",
     "WhitenedData",
-    "DeepLinearHistory",
     "loss",
     "gradients",
     "gd_step",
@@ -301,38 +300,23 @@ def data_loss(layers, X: torch.Tensor, Y: torch.Tensor) -> float:
 # ----------------------------------------------------------------------------------------------------------------
 # training
 # ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class DeepLinearHistory(SeriesHistory):
-    """What :func:`train_gd` records, one entry per iterate t = 0..T (index t is before step t+1).
-
-    Attributes:
-        eta: the step size.
-        loss: :math:`\\ell(t) = \\tfrac12\\|W_{1:N}(t) - \\Phi\\|_F^2`.
-        balancedness: :math:`\\max_j \\|W_{j+1}^\\top W_{j+1} - W_j W_j^\\top\\|_F` at t.
-        sigma_min: smallest singular value of :math:`W_{1:N}(t)` (NaN when not tracked).
-        grad_sq: :math:`\\sum_j \\|G_j(t)\\|_F^2` (the squared gradient norm; NaN at the last iterate).
-        pair_grad_sq: per pair j = 1..N-1, :math:`\\|G_{j+1}\\|_F^2 + \\|G_j\\|_F^2` at t (for the balancedness drift
-            bound of the chapter A-BAL).
-        diverged: the run stopped because the loss exceeded ``diverge_factor`` times its start or became non-finite.
-    """
-
-    eta: float
-    loss: list = field(default_factory=list)
-    balancedness: list = field(default_factory=list)
-    sigma_min: list = field(default_factory=list)
-    grad_sq: list = field(default_factory=list)
-    pair_grad_sq: list = field(default_factory=list)
-    diverged: bool = False
-
-
 def train_gd(layers, Phi, eta: float, steps: int, *, tol: float = 0.0, diverge_factor: float = 1e6,
              track_sigma_min: bool = True, track_balancedness: bool = True):
     """Gradient descent :math:`W_j \\leftarrow W_j - \\eta \\nabla_{W_j} \\ell` for ``steps`` steps.
 
     Returns ``(layers, history)``: the final layers (new tensors; the inputs are not modified) and a
-    :class:`DeepLinearHistory`. Stops early once :math:`\\ell \\le` ``tol``, or (``diverged = True``) once the loss is
-    non-finite or above ``diverge_factor`` times its start. ``track_sigma_min`` / ``track_balancedness`` off record
-    NaN instead (faster for long sweeps).
+    :class:`~ngdlib.train.History` with the series, per iterate t = 0..T (index t is before step t+1): ``loss``
+    :math:`\\ell(t) = \\tfrac12\\|W_{1:N}(t) - \\Phi\\|_F^2` (monitored), ``balancedness``
+    :math:`\\max_j \\|W_{j+1}^\\top W_{j+1} - W_j W_j^\\top\\|_F`, ``grad_sq`` :math:`\\sum_j \\|G_j(t)\\|_F^2`,
+    ``pair_grad_sq`` (per pair j = 1..N-1, :math:`\\|G_{j+1}\\|_F^2 + \\|G_j\\|_F^2`, for the balancedness drift
+    bound of chapter A-BAL) and ``sigma_min`` (the smallest singular value of :math:`W_{1:N}(t)`). Stops early once
+    :math:`\\ell \\le` ``tol``, or by the divergence rule of :mod:`ngdlib.train` (``history.diverged``) once the
+    loss is non-finite or above ``diverge_factor`` times its start. ``track_sigma_min`` / ``track_balancedness`` off
+    record NaN instead (faster for long sweeps).
+
+    Raises:
+        ValueError: for layers that do not chain, a target of the wrong shape, a step size that is not a positive
+            finite number, a negative step count, or a start whose loss is not finite.
     """
     layers = check_layers(layers)
     _check_phi(Phi, layers)
@@ -341,33 +325,35 @@ def train_gd(layers, Phi, eta: float, steps: int, *, tol: float = 0.0, diverge_f
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     check_number("tol (the early-stopping loss)", tol, low=0.0, allow_inf=True)
     check_number("diverge_factor", diverge_factor, low=0.0, low_open=True, allow_inf=True)
-    hist = DeepLinearHistory(eta=eta)
-    layers = [W.detach().clone() for W in layers]
-    l0 = None
-    for t in range(steps + 1):
-        G, E = _gradients(layers, Phi)
-        lt = 0.5 * float((E ** 2).sum())
-        if l0 is None:
-            l0 = lt
-        if not math.isfinite(lt) or lt > diverge_factor * max(l0, 1e-300):
-            hist.diverged = True
-            break
-        hist.loss.append(lt)
+    hist = History(method="gd", eta=eta, series={k: [] for k in ("loss", "balancedness", "grad_sq", "pair_grad_sq",
+                                                                  "sigma_min")})
+    state = {"layers": [W.detach().clone() for W in layers]}
+
+    def observe(t):
+        cur = state["layers"]
+        G, E = _gradients(cur, Phi)
+        state["G"] = G
+        rec = {}
         if track_balancedness:
-            gaps = [layers[k + 1].T @ layers[k + 1] - layers[k] @ layers[k].T for k in range(len(layers) - 1)]
-            hist.balancedness.append(max((float(torch.linalg.matrix_norm(D)) for D in gaps), default=0.0))
+            gaps = [cur[k + 1].T @ cur[k + 1] - cur[k] @ cur[k].T for k in range(len(cur) - 1)]
+            rec["balancedness"] = max((float(torch.linalg.matrix_norm(D)) for D in gaps), default=0.0)
             gsq = [float((g ** 2).sum()) for g in G]
-            hist.grad_sq.append(sum(gsq))
-            hist.pair_grad_sq.append([gsq[k + 1] + gsq[k] for k in range(len(layers) - 1)])
+            rec["grad_sq"] = sum(gsq)
+            rec["pair_grad_sq"] = [gsq[k + 1] + gsq[k] for k in range(len(cur) - 1)]
         else:
-            hist.balancedness.append(float("nan"))
-            hist.grad_sq.append(float(sum((g ** 2).sum() for g in G)))
-            hist.pair_grad_sq.append([])
-        hist.sigma_min.append(float(torch.linalg.svdvals(E + Phi)[-1]) if track_sigma_min else float("nan"))
-        if t == steps or lt <= tol:
-            break
-        layers = [W - eta * g for W, g in zip(layers, G)]
-    return layers, hist
+            rec["balancedness"] = float("nan")
+            rec["grad_sq"] = float(sum((g ** 2).sum() for g in G))
+            rec["pair_grad_sq"] = []
+        lt = 0.5 * float((E ** 2).sum())
+        finite = math.isfinite(lt)
+        rec["sigma_min"] = float(torch.linalg.svdvals(E + Phi)[-1]) if track_sigma_min and finite else float("nan")
+        return lt, rec
+
+    def advance(t):
+        state["layers"] = [W - eta * g for W, g in zip(state["layers"], state["G"])]
+
+    run_loop(hist, observe, advance, steps, tol=tol, diverge_factor=diverge_factor, monitor="loss")
+    return state["layers"], hist
 
 
 def gradient_flow(layers, Phi, times, *, rtol: float = 1e-10, atol: float = 1e-12) -> list:

@@ -36,7 +36,7 @@ Public API in scope (``module.name``; classes with their public methods/properti
 * ngdlib.curvature: ngd_direction ngd_step kfac_direction gd_direction validate gram_eigh
 * ngdlib.kernels: limiting_gram limiting_activation_gram angles relu_input_layer relu_layer
 * ngdlib.data: sphere forster
-* ngdlib.train: train, History . steps tensor; METHODS
+* ngdlib.train: train, History (of every trainer) . steps tensor series_names append; METHODS
 * ngdlib.records: record records_dir environment; STATUSES
 * ngdlib.testing: tolerance assert_close assert_within_se fit_loglog_slope verdict PrecisionWarning; TOLERANCES
 * ngdlib.reference: jacobian gram fisher fisher_pinv loss_grad features kfac_preconditioner ngd_direction
@@ -44,14 +44,14 @@ Public API in scope (``module.name``; classes with their public methods/properti
   tolerance rel_error gap; deep_grid GridCase . label; grid_rows GridRow . tol compared; layer_ranks factor_ranks
   grid_table; MAX_PARAMS DEEP_VARIANTS
 * ngdlib.approx_fisher: tri_coefficients TriDiag isotropy Isotropy predicted_alpha function_kernel ngd_direction
-  linearized_prediction ntk_test_prediction train_ngd NGDRun . residual_norms losses; dense_fisher_approx
+  linearized_prediction ntk_test_prediction train_ngd; dense_fisher_approx
   dense_kernel dense_direction limiting_factors limiting_function_kernel; VARIANTS
 * ngdlib.deep_linear: loss gradients gd_step balancedness balancedness_gaps
   deficiency_margin sigma_min balanced_init whitened_data WhitenedData data_loss train_gd
-  DeepLinearHistory . steps tensor; gradient_flow end_to_end_velocity balanced_velocity psd_power
+  gradient_flow end_to_end_velocity balanced_velocity psd_power
   theorem1_delta_bound theorem1_eta_bound theorem1_rate flow_rate; RECALLED_T1_CONSTANTS
 * ngdlib.chatterjee: grad_ratio sampled_ratio_min sample_ball toy_loss toy_alpha toy_hessian_bound criterion_ratio
-  gd_certificate gradient_descent GDHistory . tensor; alpha_lower_bound hessian_bound
+  gd_certificate gradient_descent; alpha_lower_bound hessian_bound
 
 (Constants are data, not callables, and are not scanned.)
 
@@ -131,12 +131,6 @@ def _relu_state():
     """The state (diag, 1 - rho, 1 + rho) that kernels.relu_layer carries, for core()'s inputs."""
     _, c, q, w = kn.relu_input_layer(core()["X"], 2.0, 0.1)
     return {"c": c, "q": q, "w": w}
-
-
-def _ngd_run():
-    a = deep()
-    y = torch.linspace(0.0, 1.0, 5, dtype=F64)
-    return {"run": af.train_ngd(a["model"], a["X"], y, "exact", 0.5, 1), "y": y}
 
 
 # ======================================================================================================== mutations
@@ -282,8 +276,6 @@ SPECS += [
       y=_r_muts(5)),
     S("approx_fisher.train_ngd", deep, lambda a: af.train_ngd(a["model"], a["X"], a["r"], "exact", 0.5, 2,
                                                              X_test=a["Xt"]), X=_dX, Xt=_dX, r=_r_muts(5)),
-    S("approx_fisher.NGDRun.residual_norms", _ngd_run, lambda a: a["run"].residual_norms(a["y"]), y=_r_muts(5)),
-    S("approx_fisher.NGDRun.losses", _ngd_run, lambda a: a["run"].losses(a["y"]), y=_r_muts(5)),
     S("approx_fisher.dense_fisher_approx", deep, lambda a: af.dense_fisher_approx(a["model"], a["X"], "tri_diag"),
       X=_dX),
     S("approx_fisher.dense_kernel", deep, lambda a: af.dense_kernel(a["model"], a["X"], "kfac", X_test=a["Xt"]),
@@ -511,8 +503,8 @@ CASES = [
      "callback"),
     # ---------------------------------------------------------------- train
     ("train.train: steps is a float", lambda: ngdlib.train(**_tr(), steps=2.0, progress=False), "steps"),
-    ("train.train: lr negative", lambda: ngdlib.train(**_tr(), lr=-0.5, progress=False), "step size"),
-    ("train.train: lr Inf", lambda: ngdlib.train(**_tr(), lr=INF, progress=False), "step size"),
+    ("train.train: eta negative", lambda: ngdlib.train(**_tr(), eta=-0.5, progress=False), "step size"),
+    ("train.train: eta Inf", lambda: ngdlib.train(**_tr(), eta=INF, progress=False), "step size"),
     ("train.train: tol NaN", lambda: ngdlib.train(**_tr(), tol=NAN, progress=False), "tol"),
     ("train.train: tol negative", lambda: ngdlib.train(**_tr(), tol=-1.0, progress=False), "tol"),
     ("train.train: diverge_factor NaN", lambda: ngdlib.train(**_tr(), diverge_factor=NAN, progress=False),
@@ -684,8 +676,8 @@ CASES = [
     ("approx_fisher.ntk_test_prediction: t negative", lambda: af.ntk_test_prediction(**_ntp(t=-1)), "t must"),
     ("approx_fisher.ntk_test_prediction: duplicated input",
      lambda: af.ntk_test_prediction(**_ntp(X=_dup_deep()[1], y=torch.ones(6, dtype=F64))), ("full row rank", COND)),
-    ("approx_fisher.train_ngd: lr NaN", lambda: af.train_ngd(**_tn(lr=NAN)), "lr"),
-    ("approx_fisher.train_ngd: lr 0", lambda: af.train_ngd(**_tn(lr=0.0)), "lr"),
+    ("approx_fisher.train_ngd: eta NaN", lambda: af.train_ngd(**_tn(eta=NAN)), "eta"),
+    ("approx_fisher.train_ngd: eta 0", lambda: af.train_ngd(**_tn(eta=0.0)), "eta"),
     ("approx_fisher.train_ngd: steps negative", lambda: af.train_ngd(**_tn(steps=-2)), "steps"),
     ("approx_fisher.train_ngd: diverge_factor NaN", lambda: af.train_ngd(**_tn(), diverge_factor=NAN),
      "diverge_factor"),
@@ -822,7 +814,7 @@ CASES = [
     ("deep_linear.theorem1_rate: depth -1", lambda: dl.theorem1_rate(0.1, 0.1, -1), "depth N"),
     ("deep_linear.flow_rate: margin negative", lambda: dl.flow_rate(-0.1, 3), "deficiency margin"),
     ("deep_linear.flow_rate: depth is a bool", lambda: dl.flow_rate(0.1, True), "depth N"),
-    ("deep_linear.DeepLinearHistory.tensor: unknown series",
+    ("train.History.tensor: unknown series of train_gd",
      lambda: dl.train_gd(lin()["layers"], lin()["Phi"], 0.1, 2)[1].tensor("accuracy"), "series"),
     # ---------------------------------------------------------------- chatterjee
     ("chatterjee.grad_ratio: f not callable", lambda: ch.grad_ratio(3.0, cha()["pts"]), "callable"),
@@ -856,9 +848,7 @@ CASES = [
      "tol"),
     ("chatterjee.gradient_descent: f not callable", lambda: ch.gradient_descent("f", cha()["x0"], 0.1, 3),
      "callable"),
-    ("chatterjee.gradient_descent: diverging step",
-     lambda: ch.gradient_descent(ch.toy_loss, cha()["x0"], 10.0, 50), "diverged"),
-    ("chatterjee.GDHistory.tensor: unknown series",
+    ("train.History.tensor: unknown series of gradient_descent",
      lambda: ch.gradient_descent(ch.toy_loss, cha()["x0"], 0.001, 1)[1].tensor("accuracy"), "series"),
     ("models.FeedForward: d = 0", lambda: ch.FeedForward(0, [3]), "d >= 1"),
     ("models.FeedForward: widths an int", lambda: ch.FeedForward(4, 3), "widths"),
@@ -933,7 +923,7 @@ def _ntp(**kw):
 
 def _tn(**kw):
     a = deep()
-    return {"model": a["model"], "X": a["X"], "y": a["r"], "variant": "exact", "lr": 0.5, "steps": 2, **kw}
+    return {"model": a["model"], "X": a["X"], "y": a["r"], "variant": "exact", "eta": 0.5, "steps": 2, **kw}
 
 
 ALL_ROWS = CASES + _generated()
@@ -973,7 +963,7 @@ N1_OK = [
      lambda: af.linearized_prediction(torch.ones(1, 1, dtype=F64), None, torch.zeros(1, dtype=F64), None,
                                       torch.ones(1, dtype=F64), 0.5, 2)[0]),
     ("approx_fisher.train_ngd: N = 1", lambda: af.train_ngd(**_fk1(), y=torch.ones(1, dtype=F64),
-                                                            variant="block_diag", lr=0.5, steps=2).f_train),
+                                                            variant="block_diag", eta=0.5, steps=2).f_train),
     ("approx_fisher.limiting_function_kernel: N = 1", lambda: af.limiting_function_kernel(**_fk1(), variant="exact")),
     ("models.end_to_end: depth 1", lambda: dl.end_to_end([lin()["Phi"]])),
     ("deep_linear.balancedness: depth 1", lambda: dl.balancedness([lin()["Phi"]])),
@@ -1100,10 +1090,8 @@ MODULES = ["models", "curvature", "kernels", "data", "train", "records", "testin
 
 #: Public callables with no malformed input to refuse (or whose refusal would break their contract), and why.
 EXEMPT = {
-    "chatterjee.GDHistory.series_names": "no arguments (SeriesHistory)",
-    "chatterjee.GDHistory.steps": "property, no arguments (SeriesHistory)",
-    "deep_linear.DeepLinearHistory.series_names": "no arguments (SeriesHistory)",
-    "train.History.series_names": "no arguments (SeriesHistory)",
+    "train.History.series_names": "no arguments",
+    "train.History.append": "records what a trainer observes (called by the training loop; any keyword names a series)",
     "models.TwoLayerReLU.extra_repr": "no arguments (nn.Module repr)",
     "models.MLP.extra_repr": "no arguments (nn.Module repr)",
     "models.MLP.num_params": "no arguments",
@@ -1119,17 +1107,13 @@ EXEMPT = {
     "models.Signals.n": "property, no arguments",
     "approx_fisher.TriDiag": "plain record returned by tri_coefficients (validated there)",
     "approx_fisher.Isotropy": "plain record returned by isotropy (validated there)",
-    "approx_fisher.NGDRun": "plain record returned by train_ngd (validated there)",
     "approx_fisher.MultiSignals": "plain record returned by multi_output_signals (validated there)",
     "approx_fisher.MultiSignals.n": "property, no arguments",
     "approx_fisher.MultiSignals.c": "property, no arguments",
     "approx_fisher.MultiSignals.stacked": "no arguments (reshapes a validated record)",
     "deep_linear.WhitenedData": "plain record returned by whitened_data (validated there)",
-    "deep_linear.DeepLinearHistory": "plain record returned by train_gd (validated there)",
-    "deep_linear.DeepLinearHistory.steps": "property, no arguments",
-    "chatterjee.GDHistory": "plain record returned by gradient_descent (validated there)",
     "models.FeedForward.depth": "property, no arguments",
-    "train.History": "plain record returned by train (validated there)",
+    "train.History": "plain record returned by every trainer (validated there)",
     "train.History.steps": "property, no arguments",
     "records.records_dir": "no arguments (reads $NGDLIB_RECORDS / the working directory)",
     "records.environment": "no arguments",
@@ -1153,7 +1137,7 @@ def _public_api():
             obj = getattr(M, name)
             if inspect.isclass(obj):
                 keys.add(f"{mod}.{name}")
-                # own and inherited members, from ngdlib classes only (e.g. steps / tensor from SeriesHistory)
+                # own and inherited members, from ngdlib classes only (e.g. inherited methods)
                 for klass in obj.__mro__:
                     if not klass.__module__.startswith("ngdlib"):
                         continue

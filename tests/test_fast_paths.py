@@ -140,16 +140,16 @@ def test_train_records_and_converges():
     model = ngdlib.TwoLayerReLU(4, 400, seed=2)
     W0 = model.W.detach().clone()
     D0 = ngdlib.ngd_direction(model, X, (model(X) - y).detach())
-    hist = ngdlib.train(model, X, y, method="ngd", lr=1.0, steps=6, progress=False)
+    hist = ngdlib.train(model, X, y, method="ngd", eta=1.0, steps=6, progress=False)
     assert hist.steps == 6 and not hist.diverged
     assert hist.residual_norm[-1] < 1e-8 * hist.residual_norm[0]
     # first step is exactly W0 - lr * direction
     m2 = ngdlib.TwoLayerReLU(4, 400, seed=2)
-    ngdlib.train(m2, X, y, method="ngd", lr=0.5, steps=1, progress=False)
+    ngdlib.train(m2, X, y, method="ngd", eta=0.5, steps=1, progress=False)
     assert_close(m2.W.detach(), W0 - 0.5 * D0, what="one NGD step")
     # recorded quantities
     m3 = ngdlib.TwoLayerReLU(4, 400, seed=2)
-    h3 = ngdlib.train(m3, X, y, method="gd", lr=0.5, steps=3, progress=False)
+    h3 = ngdlib.train(m3, X, y, method="gd", eta=0.5, steps=3, progress=False)
     assert_close(torch.tensor(h3.dist_from_init[-1], dtype=torch.float64), torch.linalg.vector_norm(m3.W.detach() - W0), what="dist")
     assert_close(torch.tensor(h3.lambda_min_gram[-1], dtype=torch.float64), torch.linalg.eigvalsh(m3.gram(X))[0], what="lambda_min")
     assert_close(h3.tensor("loss"), h3.tensor("residual_norm") ** 2 / 16, what="loss = ||r||^2 / 2n")
@@ -159,7 +159,7 @@ def test_train_divergence_is_recorded_not_raised():
     X = ngdlib.sphere(8, 4, seed=0)
     y = torch.ones(8, dtype=torch.float64)
     model = ngdlib.TwoLayerReLU(4, 100, seed=2)
-    hist = ngdlib.train(model, X, y, method="gd", lr=500.0, steps=50, progress=False, diverge_factor=1e3)
+    hist = ngdlib.train(model, X, y, method="gd", eta=500.0, steps=50, progress=False, diverge_factor=1e3)
     assert hist.diverged and hist.steps < 50
 
 

@@ -272,7 +272,7 @@ def test_train_ngd_block_diag_overshoots_at_eta_one():
     ratios = {}
     for eta in (1.0, 1 / 3):
         model = DeepMLP((10, 1024, 1024), activation="tanh", seed=0)
-        res = af.train_ngd(model, X, y, "block_diag", eta, 1).residual_norms(y)
+        res = af.train_ngd(model, X, y, "block_diag", eta, 1).tensor("residual_norm")
         ratios[eta] = float(res[1] / res[0])
     assert ratios[1.0] > 1.5 and ratios[1 / 3] < 0.2, ratios
 
@@ -421,7 +421,7 @@ def test_bad_prediction_and_training_arguments():
     with pytest.raises(ValueError, match="L"):
         af.tri_coefficients(0)
     model, X, _, r = build(MODELS[0], 0)
-    with pytest.raises(ValueError, match="lr"):
+    with pytest.raises(ValueError, match="eta"):
         af.train_ngd(model, X, r, "exact", -1.0, 2)
     big = DeepMLP((50, 200), seed=0)
     with pytest.raises(ValueError, match="tiny sizes"):

@@ -292,6 +292,14 @@ def test_hessian_bound_dominates_autograd_hessian():
         assert float(torch.linalg.matrix_norm(H, ord=2)) <= beta
 
 
+def test_gradient_descent_divergence_stops_and_flags():
+    """The one divergence rule (ngdlib.train): a diverging step size stops the run with diverged = True and records
+    only finite iterates; it does not raise."""
+    x, h = ch.gradient_descent(ch.toy_loss, torch.tensor([1.5, 0.5], dtype=F64), 10.0, 50)
+    assert h.diverged and "blew up" in h.stop_reason
+    assert all(math.isfinite(v) for v in h.f) and h.steps < 50
+
+
 def test_gradient_descent_history():
     x0 = torch.tensor([2.0, 0.4], dtype=F64)
     x, h = ch.gradient_descent(ch.toy_loss, x0, 0.01, 5, keep_path=True)
