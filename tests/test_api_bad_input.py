@@ -42,10 +42,10 @@ Public API in scope (``module.name``; classes with their public methods/properti
 * ngdlib.reference: jacobian gram fisher fisher_pinv loss_grad features kfac_preconditioner ngd_direction
   kfac_direction gd_direction; deep_forward deep_jacobian deep_factors deep_fisher_approx deep_kernel DenseKernel .
   tolerance rel_error gap; deep_grid GridCase . label; grid_rows GridRow . tol compared; layer_ranks factor_ranks
-  grid_table; MAX_PARAMS DEEP_VARIANTS
+  grid_table; dense_kernel dense_direction dense_multi_output_kernel; MAX_PARAMS DEEP_VARIANTS
 * ngdlib.approx_fisher: tri_coefficients TriDiag isotropy Isotropy predicted_alpha function_kernel ngd_direction
-  linearized_prediction ntk_test_prediction train_ngd; dense_fisher_approx
-  dense_kernel dense_direction limiting_factors limiting_function_kernel; VARIANTS
+  linearized_prediction ntk_test_prediction train_ngd limiting_factors limiting_function_kernel; VARIANTS;
+  FisherVariant Exact BlockDiagonal TriDiagonal KFAC UnitWise . check_rho (the rest through the functions)
 * ngdlib.deep_linear: loss gradients gd_step balancedness balancedness_gaps
   deficiency_margin sigma_min balanced_init whitened_data WhitenedData data_loss train_gd
   gradient_flow end_to_end_velocity balanced_velocity psd_power
@@ -276,11 +276,11 @@ SPECS += [
       y=_r_muts(5)),
     S("approx_fisher.train_ngd", deep, lambda a: af.train_ngd(a["model"], a["X"], a["r"], "exact", 0.5, 2,
                                                              X_test=a["Xt"]), X=_dX, Xt=_dX, r=_r_muts(5)),
-    S("approx_fisher.dense_fisher_approx", deep, lambda a: af.dense_fisher_approx(a["model"], a["X"], "tri_diag"),
+    S("reference.deep_fisher_approx", deep, lambda a: reference.deep_fisher_approx(a["model"], a["X"], "tri_diag"),
       X=_dX),
-    S("approx_fisher.dense_kernel", deep, lambda a: af.dense_kernel(a["model"], a["X"], "kfac", X_test=a["Xt"]),
+    S("reference.dense_kernel", deep, lambda a: reference.dense_kernel(a["model"], a["X"], "kfac", X_test=a["Xt"]),
       X=_dX, Xt=_dX),
-    S("approx_fisher.dense_direction", deep, lambda a: af.dense_direction(a["model"], a["X"], a["r"], "exact"),
+    S("reference.dense_direction", deep, lambda a: reference.dense_direction(a["model"], a["X"], a["r"], "exact"),
       X=_dX, r=_r_muts(5)),
     S("reference.deep_forward", deep, lambda a: reference.deep_forward(a["model"], a["X"]), X=_dX),
     S("reference.deep_jacobian", deep, lambda a: reference.deep_jacobian(a["model"], a["X"]), X=_dX),
@@ -303,8 +303,8 @@ SPECS += [
     S("approx_fisher.multi_output_kernel", _multi,
       lambda a: af.multi_output_kernel(a["model"], a["head"], a["X"], "unit_wise"), X=_dX,
       head=WITH_REF + [("cols", "C x")]),
-    S("approx_fisher.dense_multi_output_kernel", _multi,
-      lambda a: af.dense_multi_output_kernel(a["model"], a["head"], a["X"], "kfac"), X=_dX,
+    S("reference.dense_multi_output_kernel", _multi,
+      lambda a: reference.dense_multi_output_kernel(a["model"], a["head"], a["X"], "kfac"), X=_dX,
       head=WITH_REF + [("cols", "C x")]),
     S("approx_fisher.damped_kfac_kernel", deep, lambda a: af.damped_kfac_kernel(a["model"], a["X"], 1e-3,
                                                                                X_test=a["Xt"]), X=_dX, Xt=_dX),
@@ -619,10 +619,10 @@ CASES = [
      lambda: af.multi_output_kernel(_multi()["model"], _multi()["head"], _multi()["X"], "diag"), "variant"),
     ("approx_fisher.multi_output_kernel: model not a DeepMLP",
      lambda: af.multi_output_kernel(ngdlib.TwoLayerReLU(3, 4), _multi()["head"], _multi()["X"], "exact"), "DeepMLP"),
-    ("approx_fisher.dense_multi_output_kernel: unknown variant",
-     lambda: af.dense_multi_output_kernel(_multi()["model"], _multi()["head"], _multi()["X"], "diag"), "variant"),
-    ("approx_fisher.dense_multi_output_kernel: too many parameters for the dense reference",
-     lambda: af.dense_multi_output_kernel(DeepMLP((6, 80, 80), seed=1), torch.ones(2, 81, dtype=F64),
+    ("reference.dense_multi_output_kernel: unknown variant",
+     lambda: reference.dense_multi_output_kernel(_multi()["model"], _multi()["head"], _multi()["X"], "diag"), "variant"),
+    ("reference.dense_multi_output_kernel: too many parameters for the dense reference",
+     lambda: reference.dense_multi_output_kernel(DeepMLP((6, 80, 80), seed=1), torch.ones(2, 81, dtype=F64),
                                           ngdlib.sphere(5, 6, seed=0), "exact"), "tiny sizes"),
     ("approx_fisher.tri_coefficients: L is a float", lambda: af.tri_coefficients(3.0), "L (the number of layers)"),
     ("approx_fisher.tri_coefficients: L is a bool", lambda: af.tri_coefficients(True), "L (the number of layers)"),
@@ -676,6 +676,9 @@ CASES = [
     ("approx_fisher.ntk_test_prediction: t negative", lambda: af.ntk_test_prediction(**_ntp(t=-1)), "t must"),
     ("approx_fisher.ntk_test_prediction: duplicated input",
      lambda: af.ntk_test_prediction(**_ntp(X=_dup_deep()[1], y=torch.ones(6, dtype=F64))), ("full row rank", COND)),
+    ("approx_fisher.FisherVariant.check_rho: rho NaN", lambda: af.VARIANTS["exact"].check_rho(NAN), "rho"),
+    ("approx_fisher.FisherVariant.check_rho: damping for K-FAC", lambda: af.VARIANTS["kfac"].check_rho(0.1),
+     "damping"),
     ("approx_fisher.train_ngd: eta NaN", lambda: af.train_ngd(**_tn(eta=NAN)), "eta"),
     ("approx_fisher.train_ngd: eta 0", lambda: af.train_ngd(**_tn(eta=0.0)), "eta"),
     ("approx_fisher.train_ngd: steps negative", lambda: af.train_ngd(**_tn(steps=-2)), "steps"),
@@ -685,10 +688,10 @@ CASES = [
     ("approx_fisher.train_ngd: narrow last layer (block_diag)",
      lambda: af.train_ngd(*_narrow_deep(), torch.ones(5, dtype=F64), "block_diag", 0.5, 1),
      ("must be nonsingular", COND)),
-    ("approx_fisher.dense_fisher_approx: too big",
-     lambda: af.dense_fisher_approx(DeepMLP((50, 200)), ngdlib.sphere(3, 50), "exact"), "tiny sizes"),
-    ("approx_fisher.dense_fisher_approx: unknown variant",
-     lambda: af.dense_fisher_approx(deep()["model"], deep()["X"], "diag"), "variant"),
+    ("reference.deep_fisher_approx: too big",
+     lambda: reference.deep_fisher_approx(DeepMLP((50, 200)), ngdlib.sphere(3, 50), "exact"), "tiny sizes"),
+    ("reference.deep_fisher_approx: unknown variant",
+     lambda: reference.deep_fisher_approx(deep()["model"], deep()["X"], "diag"), "variant"),
     ("reference.deep_kernel: unknown variant", lambda: reference.deep_kernel(deep()["model"], deep()["X"], "diag"),
      "variant"),
     ("reference.deep_kernel: rho NaN", lambda: reference.deep_kernel(deep()["model"], deep()["X"], "exact", rho=NAN),
@@ -707,9 +710,9 @@ CASES = [
     ("reference.grid_rows: kernel not callable", lambda: reference.grid_rows(0, "exact", None, lambda c: None),
      "callables"),
     ("reference.grid_table: no rows", lambda: reference.grid_table([]), "non-empty"),
-    ("approx_fisher.dense_kernel: rho NaN", lambda: af.dense_kernel(**_fk(), variant="exact", rho=NAN), "rho"),
-    ("approx_fisher.dense_kernel: rho negative", lambda: af.dense_kernel(**_fk(), variant="exact", rho=-1.0), "rho"),
-    ("approx_fisher.dense_direction: rho NaN", lambda: af.dense_direction(**_fk(), r=deep()["r"], variant="exact",
+    ("reference.dense_kernel: rho NaN", lambda: reference.dense_kernel(**_fk(), variant="exact", rho=NAN), "rho"),
+    ("reference.dense_kernel: rho negative", lambda: reference.dense_kernel(**_fk(), variant="exact", rho=-1.0), "rho"),
+    ("reference.dense_direction: rho NaN", lambda: reference.dense_direction(**_fk(), r=deep()["r"], variant="exact",
                                                                           rho=NAN), "rho"),
     ("approx_fisher.limiting_factors: tanh", lambda: af.limiting_factors(
         DeepMLP((6, 7, 8), activation="tanh"), deep()["X"]), "ReLU only"),
@@ -1127,6 +1130,17 @@ EXEMPT = {
     "reference.GridRow.tol": "property, no arguments",
     "reference.GridRow.compared": "property, no arguments",
 }
+
+
+#: The variant objects of approx_fisher: their methods take signals that the public functions (function_kernel,
+#: ngd_direction, multi_output_kernel, predicted_alpha, limiting_function_kernel, which have rows) build and validate.
+for _cls in ("FisherVariant", "Exact", "BlockDiagonal", "TriDiagonal", "KFAC", "UnitWise"):
+    EXEMPT[f"approx_fisher.{_cls}"] = "a stateless variant object, constructed without arguments"
+    for _m in ("kernel", "direction", "multi_output_kernel", "alpha", "limiting_kernel", "maps"):
+        if hasattr(getattr(af, _cls), _m):
+            EXEMPT[f"approx_fisher.{_cls}.{_m}"] = "called by the public functions of approx_fisher, which validate"
+    if _cls != "FisherVariant":
+        EXEMPT[f"approx_fisher.{_cls}.check_rho"] = "inherited from FisherVariant.check_rho (rows there)"
 
 
 def _public_api():
