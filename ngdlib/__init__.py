@@ -11,7 +11,8 @@ from . import bounds, losses, stability  # Part I-a: Conditions 1-2, Theorems 1-
 from . import chatterjee, deep_linear  # Part II-b: Chatterjee's criterion, deep linear networks
 from . import generalization, kfac, matrix_free  # Part I-b: K-FAC, generalization bound, Figure 1
 from . import approx_fisher, models  # Part II-a: Karakida & Osawa, approximate Fisher in wide networks
-from ._checks import check_assumption1, max_trusted_cond
+from ._checks import check_assumption1
+from ._linalg import max_trusted_cond
 from .curvature import gd_direction, gram_eigh, kfac_direction, ngd_direction
 from .data import forster, sphere
 from .device import default_device

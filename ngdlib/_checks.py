@@ -1,8 +1,9 @@
-"""Assumption checks shared by the whole library (the ground floor: imports nothing from ngdlib).
+"""Argument and assumption checks shared by the whole library (the ground floor: imports nothing from ngdlib).
 
-Every public function validates its inputs here and raises :class:`ValueError` with a message that names the
-violated assumption of the paper (Assumption 1, Condition 1, Theorem 4's rank condition, ...), never a raw
-``LinAlgError`` and never a silently wrong number.
+Every public function validates its arguments here and raises :class:`ValueError` with a message that names the
+violated assumption of the paper (Assumption 1, a positive step size, an int count, ...), never a raw
+``TypeError`` and never a silently wrong number. Checked solves, pseudo-inverses and the rank cut-off live one floor
+up, in :mod:`ngdlib._linalg`.
 """
 from __future__ import annotations
 
@@ -17,16 +18,13 @@ __all__ = [
     "check_not_parallel",
     "check_assumption1",
     "check_vector",
-    "check_full_column_rank",
-    "psd_eigh",
-    "solve_psd",
-    "solve_psd_cholesky",
-    "max_trusted_cond",
     "COMPUTE_DTYPES",
     "check_dtype",
     "check_device",
     "check_same_dtype_device",
     "check_number",
+    "check_positive",
+    "check_probability",
     "check_int",
     "check_square",
     "check_symmetric",
@@ -36,12 +34,17 @@ __all__ = [
 ]
 
 #: The dtypes ngdlib computes in: float64 for verification, float32 for speed. Half precision (float16, bfloat16)
-#: has eps ~ 1e-3, so :func:`max_trusted_cond` would trust no solve with condition number above ~10: refused.
+#: has eps ~ 1e-3, so :func:`ngdlib._linalg.max_trusted_cond` would trust no solve with condition number above ~10: refused.
 COMPUTE_DTYPES = (torch.float32, torch.float64)
 
 
 def check_tensor(name: str, t, ndim: int | None = None) -> torch.Tensor:
-    """Check that ``t`` is a floating tensor with ``ndim`` dimensions and only finite entries."""
+    """Check that ``t`` is a floating tensor with ``ndim`` dimensions and only finite entries.
+
+    Raises:
+        ValueError: naming ``name`` when t is not a tensor, has the wrong number of dimensions, is not float32 /
+            float64, is empty, or has a NaN or Inf entry.
+    """
     if not isinstance(t, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if ndim is not None and t.ndim != ndim:
@@ -60,7 +63,12 @@ def check_tensor(name: str, t, ndim: int | None = None) -> torch.Tensor:
 
 
 def check_data(X, d: int | None = None) -> torch.Tensor:
-    """Check an input matrix X (n x d): 2-D, finite, and with ``d`` columns when ``d`` is given."""
+    """Check an input matrix X (n x d): 2-D, finite, and with ``d`` columns when ``d`` is given.
+
+    Raises:
+        ValueError: when X is not a finite float32 / float64 matrix (as :func:`check_tensor`) or does not have ``d``
+            columns (the model's input dimension).
+    """
     check_tensor("X", X, ndim=2)
     if d is not None and X.shape[1] != d:
         raise ValueError(f"X must have d = {d} columns (the model's input dimension), got shape {tuple(X.shape)}")
@@ -73,7 +81,12 @@ def _unit_tol(dtype: torch.dtype) -> float:
 
 
 def check_unit_rows(X: torch.Tensor) -> torch.Tensor:
-    """Assumption 1, first half: every input has unit Euclidean norm (to 1e3 machine epsilons)."""
+    """Assumption 1, first half: every input has unit Euclidean norm (to 1e3 machine epsilons).
+
+    Raises:
+        ValueError: naming Assumption 1 and the offending row when some ``| ||x_i|| - 1 |`` exceeds 1e3 machine
+            epsilons.
+    """
     norms = torch.linalg.vector_norm(X, dim=1)
     dev = (norms - 1).abs()
     tol = _unit_tol(X.dtype)
@@ -90,6 +103,10 @@ def check_not_parallel(X: torch.Tensor) -> torch.Tensor:
     """Assumption 1, second half: no two inputs are parallel, x_i != +-c x_j for i != j.
 
     Antiparallel pairs are refused too: d + 1 antiparallel pairs in R^d make G^inf singular (chapter Z-Ginf).
+
+    Raises:
+        ValueError: naming Assumption 1 and the pair (i, j) when two rows are parallel or antiparallel to within 1e2
+            machine epsilons.
     """
     n = X.shape[0]
     if n < 2:
@@ -110,7 +127,12 @@ def check_not_parallel(X: torch.Tensor) -> torch.Tensor:
 
 
 def check_assumption1(X, d: int | None = None) -> torch.Tensor:
-    """Assumption 1 of the paper for the inputs: finite, unit-norm rows, no two parallel."""
+    """Assumption 1 of the paper for the inputs: finite, unit-norm rows, no two parallel.
+
+    Raises:
+        ValueError: naming Assumption 1 when a row is not unit-norm or two rows are (anti)parallel, or when X is not
+            a finite float matrix with ``d`` columns.
+    """
     check_data(X, d)
     check_unit_rows(X)
     check_not_parallel(X)
@@ -118,7 +140,11 @@ def check_assumption1(X, d: int | None = None) -> torch.Tensor:
 
 
 def check_vector(name: str, v, n: int, what: str = "") -> torch.Tensor:
-    """Check a length-``n`` finite vector (a residual, targets, ...)."""
+    """Check a length-``n`` finite vector (a residual, targets, ...).
+
+    Raises:
+        ValueError: naming ``name`` when v is not a finite float 1-D tensor of length ``n``.
+    """
     check_tensor(name, v, ndim=1)
     if v.shape[0] != n:
         extra = f" ({what})" if what else ""
@@ -126,65 +152,16 @@ def check_vector(name: str, v, n: int, what: str = "") -> torch.Tensor:
     return v
 
 
-def check_full_column_rank(X: torch.Tensor, what: str) -> None:
-    """rank(X) = d, measured by the condition number of X^T X against :func:`max_trusted_cond`."""
-    n, d = X.shape
-    if n < d:
-        raise ValueError(f"{what}: rank(X) = d is required, but X has n = {n} < d = {d} rows, so rank(X) <= {n} < d")
-    ev = torch.linalg.eigvalsh(X.T @ X)
-    lmin, lmax = float(ev[0]), float(ev[-1])
-    cond = lmax / lmin if lmin > 0 else float("inf")
-    if not cond < max_trusted_cond(X.dtype):
-        raise ValueError(
-            f"{what}: rank(X) = d = {d} is required, but X^T X is singular to working precision "
-            f"(lambda_min = {lmin:.3e}, lambda_max = {lmax:.3e}, condition number {cond:.3e} >= "
-            f"{max_trusted_cond(X.dtype):.1e} for {X.dtype})"
-        )
-
-
-def max_trusted_cond(dtype: torch.dtype) -> float:
-    """Largest condition number for which a solve in ``dtype`` is trusted: 1e-2 / eps.
-
-    A backward-stable solve has relative error about cond * eps, so this bound keeps it under 1 %:
-    4.5e13 in float64, 8.4e4 in float32.
-    """
-    return 1e-2 / torch.finfo(dtype).eps
-
-
-def psd_eigh(A: torch.Tensor, what: str, remedy: str, max_cond: float | None = None):
-    """Eigen-decomposition of a symmetric positive definite matrix, refusing numerically singular ones.
-
-    Returns ``(evals, evecs)`` in ascending order. Raises ``ValueError`` naming ``what`` and ``remedy`` when the
-    smallest eigenvalue is not positive or the condition number exceeds ``max_cond``
-    (default :func:`max_trusted_cond`).
-    """
-    check_tensor(what, A, ndim=2)
-    limit = max_trusted_cond(A.dtype) if max_cond is None else max_cond
-    try:
-        evals, evecs = torch.linalg.eigh(A)
-    except RuntimeError as err:  # LAPACK failure: report it as the condition it signals
-        raise ValueError(f"{what}: eigen-decomposition failed ({err}); {remedy}") from None
-    lmin, lmax = float(evals[0]), float(evals[-1])
-    cond = lmax / lmin if lmin > 0 else float("inf")
-    if not cond < limit:
-        raise ValueError(
-            f"{what} is singular or too ill-conditioned to solve with in {A.dtype}: lambda_min = {lmin:.3e}, "
-            f"lambda_max = {lmax:.3e}, condition number {cond:.3e} >= {limit:.1e}; {remedy}"
-        )
-    return evals, evecs
-
-
-def solve_psd(A: torch.Tensor, b: torch.Tensor, what: str, remedy: str, max_cond: float | None = None):
-    """Solve A z = b for symmetric positive definite A through :func:`psd_eigh` (checked conditioning)."""
-    evals, evecs = psd_eigh(A, what, remedy, max_cond)
-    return evecs @ ((evecs.T @ b) / (evals if b.ndim == 1 else evals[:, None]))
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Scalars, dtypes, devices and matrix shapes (added for the bad-input audit; every helper raises ValueError).
 # ---------------------------------------------------------------------------------------------------------------------
 def check_dtype(dtype, what: str = "dtype") -> torch.dtype:
-    """A dtype argument (of a constructor or generator) must be float32 or float64."""
+    """A dtype argument (of a constructor or generator) must be float32 or float64.
+
+    Raises:
+        ValueError: for anything but torch.float32 / torch.float64 (half precision cannot resolve the paper's
+            conditions).
+    """
     if not isinstance(dtype, torch.dtype) or dtype not in COMPUTE_DTYPES:
         raise ValueError(f"{what} must be a floating dtype in float32 or float64 (torch.float32 / torch.float64; "
                          f"float64 for verification), got {dtype!r}")
@@ -192,7 +169,12 @@ def check_dtype(dtype, what: str = "dtype") -> torch.dtype:
 
 
 def check_device(device, what: str = "device"):
-    """A device argument: None, or a device that exists here (never a raw RuntimeError or a CUDA assert later)."""
+    """A device argument: None, or a device that exists here (never a raw RuntimeError or a CUDA assert later).
+
+    Raises:
+        ValueError: when the device is malformed or not present here (CUDA or MPS asked for without one, a CUDA
+            index that does not exist).
+    """
     if device is None:
         return None
     try:
@@ -213,7 +195,11 @@ def check_device(device, what: str = "device"):
 
 
 def check_same_dtype_device(name: str, t: torch.Tensor, ref_name: str, ref) -> torch.Tensor:
-    """``t`` must have the dtype and device of ``ref`` (a tensor or a model with ``dtype``/``device``)."""
+    """``t`` must have the dtype and device of ``ref`` (a tensor or a model with ``dtype``/``device``).
+
+    Raises:
+        ValueError: naming both arguments when their dtypes or devices differ.
+    """
     dt = ref.dtype
     dev = ref.device
     if t.dtype != dt or t.device != dev:
@@ -225,7 +211,12 @@ def check_same_dtype_device(name: str, t: torch.Tensor, ref_name: str, ref) -> t
 def check_number(name: str, v, *, low: float | None = None, low_open: bool = False, high: float | None = None,
                  allow_inf: bool = False) -> float:
     """A real scalar (int, float or 0-d tensor; not a bool), not NaN, finite unless ``allow_inf``, and
-    ``v > low`` (``low_open``) or ``v >= low``, and ``v <= high``. Returns it as a float."""
+    ``v > low`` (``low_open``) or ``v >= low``, and ``v <= high``. Returns it as a float.
+
+    Raises:
+        ValueError: naming ``name`` when v is not a real number (bools are refused), is NaN, is infinite without
+            ``allow_inf``, or lies outside the bounds.
+    """
     if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex():
         v = v.item()
     if isinstance(v, bool) or not isinstance(v, numbers.Real):
@@ -240,17 +231,72 @@ def check_number(name: str, v, *, low: float | None = None, low_open: bool = Fal
     return v
 
 
+def check_positive(name: str, v, *, allow_zero: bool = False) -> float:
+    """The one validator for a positive (or, with ``allow_zero``, non-negative) finite real number.
+
+    Accepts an int, a float or a one-element tensor; refuses a bool (``True`` is not a step size), NaN and Inf.
+
+    Args:
+        name: the argument's name and meaning, for the message (e.g. ``"eta (the step size)"``).
+        v: the value.
+        allow_zero: accept 0.
+
+    Returns:
+        ``v`` as a float.
+
+    Raises:
+        ValueError: naming ``name`` when v is not a real number, not finite, or not > 0 (>= 0 with ``allow_zero``).
+    """
+    what = "non-negative" if allow_zero else "positive"
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex():
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or v != v or v in (float("inf"), float("-inf")) \
+            or v < 0 or (v == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a {what} finite number, got {v!r}")
+    return float(v)
+
+
+def check_probability(name: str, v) -> float:
+    """A real number in the open interval (0, 1) (a failure probability, a relative deficit, ...); not a bool.
+
+    Args:
+        name: the argument's name and meaning, for the message.
+        v: the value.
+
+    Raises:
+        ValueError: naming ``name`` when v is not a real number in (0, 1).
+    """
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex():
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not (0 < v < 1):
+        raise ValueError(f"{name} must lie in (0, 1), got {v!r}")
+    return float(v)
+
+
 def check_int(name: str, v, minimum: int | None = None) -> int:
-    """An int (not a bool) that is at least ``minimum``."""
+    """The one validator for counts, sizes, steps and seeds: an int (not a bool) that is at least ``minimum``.
+
+    Args:
+        name: the argument's name and meaning, for the message.
+        v: the value (a Python int or numpy integer; ``True`` is refused).
+        minimum: the smallest value allowed (None: any int).
+
+    Raises:
+        ValueError: naming ``name`` when v is not an int or is below ``minimum``.
+    """
     if isinstance(v, bool) or not isinstance(v, numbers.Integral):
         raise ValueError(f"{name} must be an int{'' if minimum is None else f' >= {minimum}'}, got {v!r}")
     if minimum is not None and v < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {v!r}")
-    return v
+    return int(v)
 
 
 def check_square(name: str, M) -> torch.Tensor:
-    """A finite float square matrix."""
+    """A finite float square matrix.
+
+    Raises:
+        ValueError: naming ``name`` when M is not a finite float square matrix.
+    """
     check_tensor(name, M, ndim=2)
     if M.shape[0] != M.shape[1]:
         raise ValueError(f"{name} must be square, got shape {tuple(M.shape)}")
@@ -261,6 +307,10 @@ def check_symmetric(name: str, M) -> torch.Tensor:
     """A finite float square matrix that is symmetric to round-off: ||M - M^T||_max <= 1e3 eps ||M||_max.
 
     ``torch.linalg.eigh`` reads one triangle only, so a non-symmetric matrix would silently give a wrong answer.
+
+    Raises:
+        ValueError: naming ``name`` when M is not square or ``max |M - M^T| > 1e3 eps max |M|`` (eigh would read one triangle and
+            silently answer for another matrix).
     """
     check_square(name, M)
     asym = float((M - M.T).abs().max())
@@ -287,6 +337,10 @@ def check_finite_result(what: str, value):
 
     ``value``: a tensor (skipped when torch.func-wrapped: value checks cannot run under vmap), a float, or a list /
     tuple of them. Returns ``value`` unchanged.
+
+    Raises:
+        ValueError: when the result contains NaN or Inf although the inputs were finite (an overflow: rescale the
+            inputs).
     """
     if isinstance(value, (list, tuple)):
         for v in value:
@@ -306,7 +360,11 @@ def check_finite_result(what: str, value):
 
 def finite_float(what: str, compute) -> float:
     """Evaluate a scalar formula ``compute()``; Python's OverflowError / ZeroDivisionError and an infinite or NaN
-    result are reported as a ValueError (never returned)."""
+    result are reported as a ValueError (never returned).
+
+    Raises:
+        ValueError: when the formula overflows (OverflowError, ZeroDivisionError, or a NaN / Inf result).
+    """
     try:
         value = compute()
     except (OverflowError, ZeroDivisionError):
@@ -314,38 +372,13 @@ def finite_float(what: str, compute) -> float:
     return check_finite_result(what, value)
 
 
-def solve_psd_cholesky(A: torch.Tensor, b: torch.Tensor, what: str, remedy: str, max_cond: float | None = None,
-                       iterations: int = 20):
-    """Solve A z = b for symmetric positive definite A by Cholesky, with a cheap check of the conditioning.
+#: Names that moved to :mod:`ngdlib._linalg` (the checked solvers); still importable from here for old callers.
+_MOVED_TO_LINALG = ("check_full_column_rank", "max_trusted_cond", "psd_eigh", "solve_psd", "solve_psd_cholesky")
 
-    The fast sibling of :func:`solve_psd` (a Cholesky factorisation costs n^3/3 flops against about 9 n^3 for an
-    eigen-decomposition). The condition number is *estimated* from ``iterations`` steps of power iteration for
-    :math:`\\lambda_{\\max}` and of inverse iteration (through the factor) for :math:`\\lambda_{\\min}`, 4 n^2 flops
-    each. Both estimates approach the true eigenvalues from inside, so the estimate can only be low, by at most the
-    ratio of the smallest eigenvalues when they cluster; the trust threshold :func:`max_trusted_cond` leaves orders of
-    magnitude of margin for that. When the factorisation fails or the estimate exceeds the threshold, the exact
-    eigenvalues are computed (:func:`psd_eigh`) for an error message that names ``what``, the condition number and
-    ``remedy``.
-    """
-    check_tensor(what, A, ndim=2)
-    limit = max_trusted_cond(A.dtype) if max_cond is None else max_cond
-    L, info = torch.linalg.cholesky_ex(A)
-    if int(info) != 0:
-        psd_eigh(A, what, remedy, max_cond)       # raises with the exact spectrum
-        raise ValueError(f"{what}: Cholesky factorisation failed although the spectrum looks positive; {remedy}")
-    n = A.shape[0]
-    g = torch.Generator(device="cpu").manual_seed(0)
-    v = torch.randn(n, 1, generator=g, dtype=A.dtype).to(A.device)
-    w = v.clone()
-    lmax = lmin_inv = 0.0
-    for _ in range(iterations):
-        v = A @ v
-        lmax = float(torch.linalg.vector_norm(v))
-        v = v / lmax
-        w = torch.cholesky_solve(w, L)
-        lmin_inv = float(torch.linalg.vector_norm(w))
-        w = w / lmin_inv
-    cond = lmax * lmin_inv
-    if not cond < limit:
-        psd_eigh(A, what, remedy, max_cond)       # raises with the exact spectrum
-    return torch.cholesky_solve(b[:, None] if b.ndim == 1 else b, L).reshape(b.shape)
+
+def __getattr__(name):
+    if name in _MOVED_TO_LINALG:
+        from . import _linalg
+
+        return getattr(_linalg, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,33 +11,25 @@ import math
 
 import torch
 
-from ._checks import check_tensor
+from ._checks import check_int, check_positive, check_probability, check_tensor
 
 __all__ = [
     "condition1_width",
     "condition1_width_hoeffding",
     "condition2_threshold",
     "condition2_constant",
-    "theorem1_max_step",
-    "theorem1_rate",
-    "theorem2_max_step",
-    "theorem2_rate",
-    "theorem3_width",
+    "zmg_theorem1_max_step",
+    "zmg_theorem1_rate",
+    "zmg_theorem2_max_step",
+    "zmg_theorem2_rate",
+    "zmg_theorem3_width",
     "gd_max_stable_step",
     "gd_optimal_step",
 ]
 
 
-def _positive(name: str, v, *, allow_zero: bool = False) -> float:
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and (v >= 0 if allow_zero
-                                                                                            else v > 0)
-    if not ok:
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} finite number, got {v!r}")
-    return float(v)
-
-
 def _check_C(C, upper: float, what: str) -> float:
-    C = _positive("C", C, allow_zero=True)
+    C = check_positive("C", C, allow_zero=True)
     if not C < upper:
         raise ValueError(f"{what} needs 0 <= C < {upper:.6g}, got C = {C:.6g}: the stability constant is too large "
                          "(the network is not wide enough for the hypothesis to hold)")
@@ -45,12 +37,9 @@ def _check_C(C, upper: float, what: str) -> float:
 
 
 def _check_n_delta_eps(n, delta, eps) -> None:
-    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not (0 < delta < 1):
-        raise ValueError(f"delta (failure probability) must lie in (0, 1), got {delta!r}")
-    if not (0 < eps < 1):
-        raise ValueError(f"eps (relative deficit of lambda_min) must lie in (0, 1), got {eps!r}")
+    check_int("n", n, 1)
+    check_probability("delta (failure probability)", delta)
+    check_probability("eps (relative deficit of lambda_min)", eps)
 
 
 def condition1_width(lambda0: float, lambda_max_XXt: float, n: int, delta: float, eps: float = 0.25) -> int:
@@ -71,9 +60,13 @@ def condition1_width(lambda0: float, lambda_max_XXt: float, n: int, delta: float
     which is at most :math:`\delta` for
     :math:`m \ge \lambda_{\max}(XX^\top)\log(n/\delta) / (\lambda_0 (\epsilon + (1-\epsilon)\log(1-\epsilon)))`.
     With :math:`\epsilon = 1/4` this is the width for :math:`\lambda_{\min}(G(0)) \ge 3\lambda_0/4`.
+
+    Raises:
+        ValueError: if lambda0 or lambda_max_XXt is not a positive finite number, n is not a positive int, or delta,
+            eps are not in (0, 1).
     """
-    lambda0 = _positive("lambda0", lambda0)
-    lmax = _positive("lambda_max_XXt", lambda_max_XXt)
+    lambda0 = check_positive("lambda0", lambda0)
+    lmax = check_positive("lambda_max_XXt", lambda_max_XXt)
     _check_n_delta_eps(n, delta, eps)
     rate = eps + (1 - eps) * math.log(1 - eps)
     return math.ceil(lmax * math.log(n / delta) / (lambda0 * rate))
@@ -92,47 +85,70 @@ def condition1_width_hoeffding(lambda0: float, XXt_fro: float, n: int, delta: fl
 
     Cruder than the matrix Chernoff width (it pays :math:`\|XX^\top\|_F^2 \approx n^2/d` instead of
     :math:`\lambda_{\max}(XX^\top)` and :math:`\lambda_0^{-2}` instead of :math:`\lambda_0^{-1}`).
+
+    Raises:
+        ValueError: if lambda0 or XXt_fro is not a positive finite number, n is not a positive int, or delta, eps
+            are not in (0, 1).
     """
-    lambda0 = _positive("lambda0", lambda0)
-    fro = _positive("XXt_fro", XXt_fro)
+    lambda0 = check_positive("lambda0", lambda0)
+    fro = check_positive("XXt_fro", XXt_fro)
     _check_n_delta_eps(n, delta, eps)
     return math.ceil(fro ** 2 * math.log(n * (n + 1) / delta) / (2 * eps ** 2 * lambda0 ** 2))
 
 
 def condition2_threshold(lambda_min_G0: float, C: float) -> float:
-    r"""The largest Jacobian change Condition 2 allows, eq. (4): :math:`\frac{C}{3}\sqrt{\lambda_{\min}(G(0))}`."""
-    return _positive("C", C, allow_zero=True) / 3.0 * math.sqrt(_positive("lambda_min_G0", lambda_min_G0))
+    r"""The largest Jacobian change Condition 2 allows, eq. (4): :math:`\frac{C}{3}\sqrt{\lambda_{\min}(G(0))}`.
+
+    Raises:
+        ValueError: if C is negative or lambda_min_G0 is not positive (Condition 1 fails).
+    """
+    return check_positive("C", C, allow_zero=True) / 3.0 * math.sqrt(check_positive("lambda_min_G0", lambda_min_G0))
 
 
 def condition2_constant(jacobian_change: float, lambda_min_G0: float) -> float:
-    r"""Eq. (4) solved for C: :math:`C = 3\|J - J(0)\|_2 / \sqrt{\lambda_{\min}(G(0))}` (Condition 2 needs C < 1/2)."""
-    return 3.0 * _positive("jacobian_change", jacobian_change, allow_zero=True) / math.sqrt(
-        _positive("lambda_min_G0", lambda_min_G0))
+    r"""Eq. (4) solved for C: :math:`C = 3\|J - J(0)\|_2 / \sqrt{\lambda_{\min}(G(0))}` (Condition 2 needs C < 1/2).
+
+    Raises:
+        ValueError: if jacobian_change is negative or lambda_min_G0 is not positive (Condition 1 fails).
+    """
+    return 3.0 * check_positive("jacobian_change", jacobian_change, allow_zero=True) / math.sqrt(
+        check_positive("lambda_min_G0", lambda_min_G0))
 
 
-def theorem1_max_step(C: float) -> float:
+def zmg_theorem1_max_step(C: float) -> float:
     r"""Theorem 1's step-size bound :math:`\eta \le (1 - 2C)/(1 + C)^2`, for Condition 2's :math:`0 \le C < 1/2`.
 
     The reconstructed proof (chapter Z-T1) shows the same formula with C replaced by the step constant
     :math:`c_k = \|(\bar J_k - J_k)J_k^+\|_2` gives :math:`\|u(k+1) - y\|^2 \le (1-\eta)\|u(k) - y\|^2`.
+
+    Raises:
+        ValueError: naming Condition 2 when C is not in [0, 1/2).
     """
     C = _check_C(C, 0.5, "Theorem 1 (Condition 2)")
     return (1 - 2 * C) / (1 + C) ** 2
 
 
-def theorem1_rate(eta: float) -> float:
+def zmg_theorem1_rate(eta: float) -> float:
     r"""Theorem 1's per-step factor for the *squared* residual, eq. (5): :math:`\|u(k) - y\|^2 \le (1-\eta)^k
-    \|u(0) - y\|^2`. Meaningful for :math:`0 < \eta \le 1`."""
-    eta = _positive("eta", eta)
+    \|u(0) - y\|^2`. Meaningful for :math:`0 < \eta \le 1`.
+
+    Raises:
+        ValueError: if eta is not in (0, 1] (eq. 5's factor 1 - eta is a contraction only there).
+    """
+    eta = check_positive("eta", eta)
     if eta > 1:
         raise ValueError(f"Theorem 1's rate 1 - eta needs 0 < eta <= 1 (eq. 5), got eta = {eta}")
     return 1.0 - eta
 
 
-def theorem2_max_step(mu: float, L: float, C: float) -> float:
+def zmg_theorem2_max_step(mu: float, L: float, C: float) -> float:
     r"""Theorem 2's step-size bound :math:`\eta \le \frac{2}{\mu + L}\,\frac{1 - (1 + \kappa)C}{(1 + C)^2}`,
-    :math:`\kappa = L/\mu`, for Condition 3's :math:`0 \le C < 1/(1 + \kappa)`."""
-    mu, L = _positive("mu", mu), _positive("L", L)
+    :math:`\kappa = L/\mu`, for Condition 3's :math:`0 \le C < 1/(1 + \kappa)`.
+
+    Raises:
+        ValueError: if mu, L are not positive with L >= mu, or C is not in Condition 3's range [0, 1/(1 + kappa)).
+    """
+    mu, L = check_positive("mu", mu), check_positive("L", L)
     if L < mu:
         raise ValueError(f"the smoothness L must be >= the strong convexity mu, got mu = {mu}, L = {L}")
     kappa = L / mu
@@ -140,25 +156,31 @@ def theorem2_max_step(mu: float, L: float, C: float) -> float:
     return 2 / (mu + L) * (1 - (1 + kappa) * C) / (1 + C) ** 2
 
 
-def theorem2_rate(eta: float, mu: float, L: float) -> float:
-    r"""Theorem 2's per-step factor for the squared residual, eq. (7): :math:`1 - 2\eta\mu L/(\mu + L)`."""
-    eta, mu, L = _positive("eta", eta), _positive("mu", mu), _positive("L", L)
+def zmg_theorem2_rate(eta: float, mu: float, L: float) -> float:
+    r"""Theorem 2's per-step factor for the squared residual, eq. (7): :math:`1 - 2\eta\mu L/(\mu + L)`.
+
+    Raises:
+        ValueError: if eta, mu, L are not positive finite numbers with L >= mu (mu-strong convexity and
+            L-smoothness).
+    """
+    eta, mu, L = check_positive("eta", eta), check_positive("mu", mu), check_positive("L", L)
     if L < mu:
         raise ValueError(f"the smoothness L must be >= the strong convexity mu, got mu = {mu}, L = {L}")
     return 1.0 - 2 * eta * mu * L / (mu + L)
 
 
-def theorem3_width(n: int, nu: float, lambda0: float, delta: float, constant: float = 1.0) -> float:
+def zmg_theorem3_width(n: int, nu: float, lambda0: float, delta: float, constant: float = 1.0) -> float:
     r"""Theorem 3's width :math:`m = \Omega\big(n^4 / (\nu^2 \lambda_0^4 \delta^3)\big)`.
 
     The paper does not state the constant hidden in :math:`\Omega(\cdot)`; it is **unknown** and set to
     ``constant`` (default 1), so this is the scaling the theorem demands, not a certified width.
+
+    Raises:
+        ValueError: if n is not a positive int, nu, lambda0 or constant is not positive, or delta is not in (0, 1).
     """
-    if not (isinstance(n, int) and n >= 1):
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    nu, lambda0, constant = _positive("nu", nu), _positive("lambda0", lambda0), _positive("constant", constant)
-    if not (0 < delta < 1):
-        raise ValueError(f"delta (failure probability) must lie in (0, 1), got {delta!r}")
+    check_int("n", n, 1)
+    nu, lambda0, constant = check_positive("nu", nu), check_positive("lambda0", lambda0), check_positive("constant", constant)
+    delta = check_probability("delta (failure probability)", delta)
     return constant * n ** 4 / (nu ** 2 * lambda0 ** 4 * delta ** 3)
 
 
@@ -176,6 +198,9 @@ def gd_max_stable_step(G: torch.Tensor) -> float:
 
     In output space GD is :math:`r \leftarrow (I - \eta G) r`, which contracts every mode iff
     :math:`\eta < 2/\lambda_{\max}(G)`.
+
+    Raises:
+        ValueError: if G is not a finite square matrix or its largest eigenvalue is not positive.
     """
     lmin, lmax = _eig_extremes(G)
     if not lmax > 0:
@@ -185,7 +210,11 @@ def gd_max_stable_step(G: torch.Tensor) -> float:
 
 def gd_optimal_step(G: torch.Tensor) -> float:
     r"""The fixed step :math:`2/(\lambda_{\max}(G) + \lambda_{\min}(G))` that minimises GD's linear-limit rate
-    :math:`\max_i |1 - \eta\lambda_i| = (\kappa - 1)/(\kappa + 1)`, just below :func:`gd_max_stable_step`."""
+    :math:`\max_i |1 - \eta\lambda_i| = (\kappa - 1)/(\kappa + 1)`, just below :func:`gd_max_stable_step`.
+
+    Raises:
+        ValueError: naming Condition 1 when G is not positive definite (or not a finite square matrix).
+    """
     lmin, lmax = _eig_extremes(G)
     if not lmin > 0:
         raise ValueError(f"Condition 1: G must be positive definite, got lambda_min = {lmin:.3e}")

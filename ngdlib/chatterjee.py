@@ -27,7 +27,7 @@ import math
 import torch
 
 from ._history import History, run_loop
-from ._checks import (COMPUTE_DTYPES, check_finite_result, check_number,
+from ._checks import (COMPUTE_DTYPES, check_finite_result, check_int, check_number, check_positive,
                       check_same_dtype_device, check_tensor, finite_float, is_transformed)
 from .device import generator
 from .models.feed_forward import FeedForward
@@ -48,15 +48,6 @@ __all__ = [
 
 #: max |tanh''(z)| = 4 / (3 sqrt 3), attained at tanh(z) = 1/sqrt(3).
 _TANH2_MAX = 4.0 / (3.0 * math.sqrt(3.0))
-
-
-def _pos(name, v, allow_zero=False) -> float:
-    if isinstance(v, torch.Tensor):
-        v = float(v)
-    ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-    if not ok or v < 0 or (v == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} finite number, got {v!r}")
-    return float(v)
 
 
 def _point(name, x) -> torch.Tensor:
@@ -100,6 +91,10 @@ def grad_ratio(f, points: torch.Tensor) -> torch.Tensor:
     Returns:
         A length-k tensor; NaN where f(x) = 0 exactly (the infimum defining alpha excludes zeros of f).
         A ``ValueError`` if f is negative or not finite somewhere (the criterion is for non-negative f).
+
+    Raises:
+        ValueError: if f is not callable, the points are not a finite float k x p matrix, f is negative or not
+            finite at a point (Chatterjee's f >= 0), or the ratio overflows.
     """
     _callable(f)
     single = isinstance(points, torch.Tensor) and points.ndim == 1
@@ -119,11 +114,15 @@ def grad_ratio(f, points: torch.Tensor) -> torch.Tensor:
 
 def sample_ball(x0: torch.Tensor, r: float, k: int, seed: int = 0) -> torch.Tensor:
     """k points drawn uniformly from the closed ball :math:`B(x_0, r)` (k x p): Gaussian direction times
-    :math:`r U^{1/p}`, drawn in float64 on the CPU, then cast and moved like ``x0``."""
+    :math:`r U^{1/p}`, drawn in float64 on the CPU, then cast and moved like ``x0``.
+
+    Raises:
+        ValueError: if x0 is not a finite float vector, r is not a positive finite number or k is not a positive
+            int.
+    """
     _point("x0", x0)
-    r = _pos("r (the radius)", r)
-    if not (isinstance(k, int) and not isinstance(k, bool) and k >= 1):
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    r = check_positive("r (the radius)", r)
+    check_int("k", k, 1)
     p = x0.numel()
     g = generator(seed)
     Z = torch.randn(k, p, generator=g, dtype=torch.float64)
@@ -135,7 +134,12 @@ def sample_ball(x0: torch.Tensor, r: float, k: int, seed: int = 0) -> torch.Tens
 def sampled_ratio_min(f, x0: torch.Tensor, r: float, k: int = 1000, seed: int = 0, extra=None) -> float:
     """Smallest :math:`|\\nabla f|^2/f` over k uniform samples of :math:`B(x_0, r)` (plus the rows of ``extra``,
     e.g. a trajectory). An UPPER bound on :math:`\\alpha(x_0, r)`, never a certificate: use it as a consistency check
-    against an analytic lower bound."""
+    against an analytic lower bound.
+
+    Raises:
+        ValueError: if x0 is not a finite vector, r is not positive, k is not a positive int, extra does not have
+            x0's dimension, or f is negative or not finite at a sample.
+    """
     _callable(f)
     pts = sample_ball(x0, r, k, seed)
     if extra is not None:
@@ -160,6 +164,9 @@ def toy_loss(x: torch.Tensor) -> torch.Tensor:
     >>> import torch
     >>> float(toy_loss(torch.tensor([2.0, 0.5], dtype=torch.float64)))
     0.0
+
+    Raises:
+        ValueError: if x is not a float32 / float64 tensor whose last dimension has size 2.
     """
     if not isinstance(x, torch.Tensor) or x.ndim == 0 or x.shape[-1] != 2:
         raise ValueError("toy_loss takes points of R^2 (a tensor whose last dimension has size 2)")
@@ -178,11 +185,14 @@ def toy_alpha(x0: torch.Tensor, r: float) -> float:
     >>> import torch
     >>> toy_alpha(torch.tensor([3.0, 4.0], dtype=torch.float64), 1.0)
     64.0
+
+    Raises:
+        ValueError: if x0 is not a point of R^2 or r is not a positive finite number.
     """
     _point("x0", x0)
     if x0.numel() != 2:
         raise ValueError(f"the toy problem lives in R^2, got x0 of length {x0.numel()}")
-    r = _pos("r (the radius)", r)
+    r = check_positive("r (the radius)", r)
     return finite_float("alpha(x0, r)", lambda: 4.0 * max(float(torch.linalg.vector_norm(x0)) - r, 0.0) ** 2)
 
 
@@ -190,9 +200,13 @@ def toy_hessian_bound(x0: torch.Tensor, r: float) -> float:
     """:math:`\\beta = 3(|x_0| + r)^2 + 2 \\ge \\sup_{B(x_0, r)} \\|\\nabla^2 f\\|_2` for the toy.
 
     From :math:`\\nabla^2 f = 2 (x_2, x_1)^\\top (x_2, x_1) + 2(x_1 x_2 - 1) \\begin{pmatrix}0&1\\\\1&0\\end{pmatrix}`:
-    norm at most :math:`2|x|^2 + 2(|x|^2/2 + 1)`."""
+    norm at most :math:`2|x|^2 + 2(|x|^2/2 + 1)`.
+
+    Raises:
+        ValueError: if x0 is not a point of R^2 or r is not a positive finite number.
+    """
     _toy_point("x0", x0)
-    r = _pos("r (the radius)", r)
+    r = check_positive("r (the radius)", r)
     return finite_float("the Hessian bound beta", lambda: 3.0 * (float(torch.linalg.vector_norm(x0)) + r) ** 2 + 2.0)
 
 
@@ -201,10 +215,14 @@ def toy_hessian_bound(x0: torch.Tensor, r: float) -> float:
 # ----------------------------------------------------------------------------------------------------------------
 def criterion_ratio(f0: float, r: float, alpha: float) -> float:
     """:math:`r^2 \\alpha / (4 f(x_0))`: Chatterjee's criterion :math:`4 f(x_0) < r^2 \\alpha(x_0, r)` holds iff
-    this is > 1 (``inf`` when f(x_0) = 0: the start is already a global minimum)."""
-    f0 = _pos("f(x0)", f0, allow_zero=True)
-    r = _pos("r (the radius)", r)
-    alpha = _pos("alpha", alpha, allow_zero=True)
+    this is > 1 (``inf`` when f(x_0) = 0: the start is already a global minimum).
+
+    Raises:
+        ValueError: if f0 is negative or r, alpha are not positive finite numbers.
+    """
+    f0 = check_positive("f(x0)", f0, allow_zero=True)
+    r = check_positive("r (the radius)", r)
+    alpha = check_positive("alpha", alpha, allow_zero=True)
     return float("inf") if f0 == 0 else finite_float("the criterion ratio", lambda: r * r * alpha / (4.0 * f0))
 
 
@@ -219,12 +237,15 @@ def gd_certificate(f0: float, r: float, alpha: float, beta: float, eta: float) -
 
     Returns a dict with ``theta``, ``holds`` (both hypotheses on eta and the criterion), ``rate``
     (:math:`1 - \\theta\\eta\\alpha`), ``path_bound`` and ``criterion`` (:math:`\\theta^2 r^2\\alpha/(4 f_0)`).
+
+    Raises:
+        ValueError: if f0 is negative or r, alpha, beta, eta are not positive finite numbers.
     """
-    f0 = _pos("f(x0)", f0, allow_zero=True)
-    r = _pos("r (the radius)", r)
-    alpha = _pos("alpha", alpha, allow_zero=True)
-    beta = _pos("beta (the Hessian bound)", beta)
-    eta = _pos("eta (the step size)", eta)
+    f0 = check_positive("f(x0)", f0, allow_zero=True)
+    r = check_positive("r (the radius)", r)
+    alpha = check_positive("alpha", alpha, allow_zero=True)
+    beta = check_positive("beta (the Hessian bound)", beta)
+    eta = check_positive("eta (the step size)", eta)
     theta = 1.0 - eta * beta / 2.0
     crit = float("inf") if f0 == 0 else theta ** 2 * r * r * alpha / (4.0 * f0) if theta > 0 else 0.0
     holds = eta * beta <= 1.0 and crit > 1.0
@@ -253,7 +274,7 @@ def gradient_descent(f, x0: torch.Tensor, eta: float, steps: int, *, tol: float 
     """
     _callable(f)
     _point("x0", x0)
-    eta = _pos("eta (the step size)", eta)
+    eta = check_positive("eta (the step size)", eta)
     if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     check_number("tol (the early-stopping value of f)", tol, low=0.0, allow_inf=True)
@@ -305,7 +326,7 @@ def alpha_lower_bound(net: FeedForward, theta0: torch.Tensor, X: torch.Tensor, r
     _tanh_only(net, "alpha_lower_bound")
     net._require_w1_zero(theta0)
     net._check_X(X, theta0)
-    r = _pos("r (the radius)", r)
+    r = check_positive("r (the radius)", r)
     n = X.shape[0]
     lam_min = max(float(torch.linalg.eigvalsh(X @ X.T)[0]), 0.0) if n <= net.d else 0.0
     p = net.unflatten(theta0)
@@ -338,7 +359,7 @@ def hessian_bound(net: FeedForward, theta0: torch.Tensor, X: torch.Tensor, y: to
     net._require_w1_zero(theta0)
     net._check_X(X, theta0)
     net._check_y(y, X)
-    r = _pos("r (the radius)", r)
+    r = check_positive("r (the radius)", r)
     n = X.shape[0]
     a0 = net.unflatten(theta0)[-1]
     A = float(torch.linalg.vector_norm(a0)) + r

@@ -26,8 +26,8 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_assumption1 as _check_assumption1
-from ._checks import (check_finite_result, check_full_column_rank, check_same_dtype_device, check_vector, psd_eigh,
-                      solve_psd, solve_psd_cholesky)
+from ._checks import check_finite_result, check_same_dtype_device, check_vector
+from ._linalg import check_full_column_rank, pinv, psd_eigh, solve_psd, solve_psd_cholesky
 from .models import TwoLayerReLU
 from .models import _two_layer_counts as _k
 
@@ -46,7 +46,12 @@ def _check_residual(r, X: torch.Tensor) -> None:
 
 
 def validate(model, X: torch.Tensor, r: torch.Tensor | None = None, check_assumption1: bool = True) -> None:
-    """Check X against the model (and Assumption 1 unless told not to) and r against X."""
+    """Check X against the model (and Assumption 1 unless told not to) and r against X.
+
+    Raises:
+        ValueError: naming Assumption 1 (unless ``check_assumption1`` is False) or the mismatch when X does not fit
+            the model or r is not a length-n vector of X's dtype and device.
+    """
     _check_model(model)
     model.check_inputs(X)
     if check_assumption1:
@@ -88,7 +93,7 @@ def ngd_step(model, X: torch.Tensor, r: torch.Tensor, *, chunk: int | None = Non
     One pass over the width builds G and keeps the activation pattern; a second pass multiplies by :math:`J^\\top`
     from that pattern, so :math:`X W^\\top` is computed once. With ``spectrum=True`` (what :func:`ngdlib.train`
     records) G is solved through its eigen-decomposition and the eigenvalues are returned; with ``spectrum=False``
-    through a Cholesky factorisation with an estimated condition number (:func:`ngdlib._checks.solve_psd_cholesky`,
+    through a Cholesky factorisation with an estimated condition number (:func:`ngdlib._linalg.solve_psd_cholesky`,
     about 25 times cheaper at n = 1024). X is not validated against Assumption 1 here (callers do it once); G's
     conditioning is checked either way (Condition 1).
 
@@ -134,7 +139,8 @@ def kfac_direction(model, X: torch.Tensor, r: torch.Tensor, *, check_assumption1
     """K-FAC direction :math:`[(S^\\top S)^+ \\otimes (X^\\top X)^{-1}] J^\\top r` (m x d), eq. (12).
 
     Requires rank(X) = d (Theorem 4); a ``ValueError`` otherwise. The pseudo-inverse of the rank-(<= n) factor
-    :math:`S^\\top S` is taken through :math:`(S S^\\top)^+` with relative cut-off n * eps, where
+    :math:`S^\\top S` is taken through :math:`(S S^\\top)^+` with the rank cut-off of :mod:`ngdlib._linalg`
+    (n * eps relative), where
     :math:`S S^\\top = S_{01} S_{01}^\\top / m` (since :math:`a_r^2 = 1`) comes from the exact activation counts of
     the NGD hot path (``counts`` as in :func:`ngd_step`), and :math:`S^\\top(\\cdot)` from the activation pattern
     kept by the same pass: the n x m matrix S is never formed in the model's dtype.
@@ -144,8 +150,7 @@ def kfac_direction(model, X: torch.Tensor, r: torch.Tensor, *, check_assumption1
     check_full_column_rank(X, "Theorem 4 (K-FAC) assumption violated")
     pattern, C = _k.pattern_and_counts(model, X, None, keep_pattern=True, counts=counts)
     SSt = C.to(X.dtype) / model.m                          # S S^T, each entry a count / m
-    rtol = n * torch.finfo(X.dtype).eps
-    SSt_pinv = torch.linalg.pinv(SSt, hermitian=True, rtol=rtol)
+    SSt_pinv = pinv(SSt, hermitian=True)
     rX = r[:, None] * X                                    # diag(r) X          (n x d)
     right = solve_psd(X.T @ X, rX.T, "K-FAC input factor X^T X", "rank(X) = d is required (Theorem 4)").T
     D = _k.features_T_times(model, pattern, X, SSt_pinv @ right, None)   # S^T (S S^T)^+ diag(r) X (X^T X)^{-1}

@@ -11,7 +11,7 @@ d_{j-1}}`; it maps :math:`x \mapsto W_N \cdots W_1 x`. Its end-to-end matrix is 
     L(W_1, \dots, W_N) = \frac{1}{2n} \sum_{i=1}^n \|W_{1:N} x_i - y_i\|^2
     = \ell(W_{1:N}) + \text{const},\qquad \ell(W) = \tfrac12 \|W - \Phi\|_F^2,\quad \Phi = Y^\top X / n,
 
-with const :math:`= \|Y\|_F^2/(2n) - \|\Phi\|_F^2/2` (:func:`whitened_data`, :func:`data_loss`). Everything below
+with const :math:`= \|Y\|_F^2/(2n) - \|\Phi\|_F^2/2` (:func:`ngdlib.data.whitened_data`, :func:`data_loss`). Everything below
 works with :math:`\ell` and the target :math:`\Phi` (d_N x d_0).
 
 **Gradients.** :math:`\nabla_{W_j} L = W_{j+1:N}^\top (W_{1:N} - \Phi) W_{1:j-1}^\top` with
@@ -26,11 +26,11 @@ smallest such :math:`\delta` (0 for N = 1).
 :math:`\|W - \Phi\|_F \le \sigma_{\min}(\Phi) - c`, where :math:`\sigma_{\min}` is the
 :math:`\min(d_0, d_N)`-th singular value; :func:`deficiency_margin` returns the largest such c (negative if none).
 
-**Theorem 1** (as recalled in the book's claims catalogue; the constants 256 and 6144 are NOT confirmed from the
-paper's text): margin c > 0, :math:`\delta \le c^2 / (256 N^3 \|\Phi\|_F^{2(N-1)/N})`,
+**Theorem 1** of Arora, Cohen, Golowich & Hu (2019) (as recalled on the book's claim page A-T1,
+``chapters/arora/a-bal.md``; the constants 256 and 6144 are NOT confirmed from the paper's text): margin c > 0, :math:`\delta \le c^2 / (256 N^3 \|\Phi\|_F^{2(N-1)/N})`,
 :math:`\eta \le c^{(4N-2)/N} / (6144 N^3 \|\Phi\|_F^{(6N-4)/N})` give
-:math:`\ell(t+1) \le (1 - \eta c^{2(N-1)/N}) \ell(t)` (:func:`theorem1_delta_bound`, :func:`theorem1_eta_bound`,
-:func:`theorem1_rate`). What the book derives itself is the gradient-flow rate :func:`flow_rate`.
+:math:`\ell(t+1) \le (1 - \eta c^{2(N-1)/N}) \ell(t)` (:func:`arora_theorem1_delta_bound`, :func:`arora_theorem1_eta_bound`,
+:func:`arora_theorem1_rate`). What the book derives itself is the gradient-flow rate :func:`flow_rate`.
 
 All matrices are float tensors; device and dtype follow the inputs (float64 for verification). Random draws come from
 :func:`ngdlib.device.generator` on the CPU and are then moved.
@@ -38,19 +38,18 @@ All matrices are float tensors; device and dtype follow the inputs (float64 for 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 
 from ._history import History, run_loop
-from ._checks import (check_device, check_dtype, check_finite_result, check_number, check_same_dtype_device,
-                      check_symmetric, check_tensor, finite_float, max_trusted_cond)
-from .device import generator
+from ._checks import (check_finite_result, check_int, check_number, check_positive,
+                      check_same_dtype_device, check_tensor, finite_float)
+from ._linalg import psd_power
+from .data import WhitenedData, whitened_data  # noqa: F401  (moved to ngdlib.data; old name kept for callers)
 from .models.deep_linear import _prefixes, _suffixes, check_layers, dims, end_to_end, gaussian_init  # noqa: F401
 
 __all__ = [
     "RECALLED_T1_CONSTANTS",
-    "WhitenedData",
     "loss",
     "gradients",
     "gd_step",
@@ -59,21 +58,19 @@ __all__ = [
     "deficiency_margin",
     "sigma_min",
     "balanced_init",
-    "whitened_data",
     "data_loss",
     "train_gd",
     "gradient_flow",
     "end_to_end_velocity",
     "balanced_velocity",
-    "psd_power",
-    "theorem1_delta_bound",
-    "theorem1_eta_bound",
-    "theorem1_rate",
+    "arora_theorem1_delta_bound",
+    "arora_theorem1_eta_bound",
+    "arora_theorem1_rate",
     "flow_rate",
 ]
 
-#: The constants of Theorem 1 as recalled in the project's claims catalogue. NOT confirmed from the paper's text: the book asserts
-#: only what its own derivation or a direct measurement supports.
+#: The constants of Arora et al.'s Theorem 1 as recalled on the book's claim page A-T1 (chapters/arora/a-bal.md). NOT
+#: confirmed from the paper's text: the book asserts only what its own derivation or a direct measurement supports.
 RECALLED_T1_CONSTANTS = {"delta": 256.0, "eta": 6144.0, "status": "recalled, not confirmed from the paper's text"}
 
 
@@ -91,20 +88,6 @@ def _check_phi(Phi, layers) -> torch.Tensor:
     return Phi
 
 
-def _check_positive(name: str, value, allow_zero: bool = False) -> float:
-    if isinstance(value, torch.Tensor):
-        value = float(value)
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        what = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be a {what} finite number, got {value!r}")
-    return float(value)
-
-
-def _check_depth(N) -> int:
-    if not (isinstance(N, int) and not isinstance(N, bool) and N >= 1):
-        raise ValueError(f"the depth N must be an int >= 1, got {N!r}")
-    return N
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -137,7 +120,7 @@ def gd_step(layers, Phi, eta) -> list:
     """One gradient-descent step :math:`W_j \\leftarrow W_j - \\eta G_j` on every layer at once (new tensors)."""
     layers = check_layers(layers)
     _check_phi(Phi, layers)
-    eta = _check_positive("eta (the step size)", eta)
+    eta = check_positive("eta (the step size)", eta)
     G, _ = _gradients(layers, Phi)
     return check_finite_result("the gradient step", [W - eta * g for W, g in zip(layers, G)])
 
@@ -171,6 +154,9 @@ def deficiency_margin(W: torch.Tensor, Phi: torch.Tensor) -> float:
 
     A positive c forces :math:`\\sigma_{\\min}(W) \\ge c` (Weyl: :math:`\\sigma_{\\min}(W) \\ge \\sigma_{\\min}(\\Phi)
     - \\|W - \\Phi\\|_2`), so W has full rank and its loss is below that of every rank-deficient matrix.
+
+    Raises:
+        ValueError: if W and Phi are not finite matrices of the same shape, dtype and device.
     """
     check_tensor("W", W, ndim=2)
     check_tensor("Phi", Phi, ndim=2)
@@ -200,6 +186,10 @@ def balanced_init(A: torch.Tensor, hidden_dims) -> list:
         A: the end-to-end matrix to realise, d_N x d_0.
         hidden_dims: the N - 1 hidden widths (d_1, ..., d_{N-1}), each >= min(d_0, d_N) (condition (i) of the
             paper); an empty sequence gives N = 1 and ``[A]``.
+
+    Raises:
+        ValueError: naming condition (i) of Procedure 1 when a hidden width is below min(d_0, d_N), or when A or
+            hidden_dims is malformed.
     """
     check_tensor("A", A, ndim=2)
     if isinstance(hidden_dims, (str, torch.Tensor)) or not hasattr(hidden_dims, "__iter__"):
@@ -209,8 +199,7 @@ def balanced_init(A: torch.Tensor, hidden_dims) -> list:
     dN, d0 = A.shape
     r = min(d0, dN)
     for j, h in enumerate(hidden, start=1):
-        if not (isinstance(h, int) and not isinstance(h, bool) and h >= 1):
-            raise ValueError(f"hidden width d_{j} must be a positive int, got {h!r}")
+        check_int(f"hidden width d_{j}", h, 1)
         if h < r:
             raise ValueError(f"condition (i) violated: hidden width d_{j} = {h} < min(d_0, d_N) = {r}; "
                              "Procedure 1 needs every hidden layer at least as wide as min(d_0, d_N)")
@@ -237,54 +226,13 @@ def balanced_init(A: torch.Tensor, hidden_dims) -> list:
 # ----------------------------------------------------------------------------------------------------------------
 # whitened data
 # ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class WhitenedData:
-    """Synthetic whitened regression data: X (n x d_in) with X^T X / n = I, Y (n x d_out), Phi = Y^T X / n, and the
-    constant ``offset`` with data loss = 1/2 ||W - Phi||_F^2 + offset."""
-
-    X: torch.Tensor
-    Y: torch.Tensor
-    Phi: torch.Tensor
-    offset: float
-
-
-def whitened_data(n: int, d_in: int, d_out: int, seed: int = 0, noise: float = 0.1, Phi_true=None,
-                  dtype: torch.dtype = torch.float64, device=None) -> WhitenedData:
-    """Whitened synthetic data generated from a seed (the paper's UCI data cannot be downloaded here).
-
-    :math:`X = \\sqrt n\\, Q` with Q (n x d_in) the orthonormal factor of a Gaussian matrix, so :math:`X^\\top X / n
-    = I` exactly (to round-off); :math:`Y = X \\Phi_{true}^\\top + \\text{noise} \\cdot N(0, I)` with
-    :math:`\\Phi_{true}` Gaussian (entries N(0, 1/d_in)) unless given. The loss of the data is then
-    :math:`\\tfrac12\\|W - \\Phi\\|_F^2` + offset with :math:`\\Phi = Y^\\top X / n` (module docstring).
-    """
-    for name, v in (("n", n), ("d_in", d_in), ("d_out", d_out)):
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if n < d_in:
-        raise ValueError(f"whitening needs n >= d_in (X^T X / n = I has rank d_in), got n = {n} < d_in = {d_in}")
-    noise = _check_positive("noise", noise, allow_zero=True)
-    check_dtype(dtype)
-    check_device(device)
-    g = generator(seed)
-    Q, _ = torch.linalg.qr(torch.randn(n, d_in, generator=g, dtype=torch.float64))
-    X = math.sqrt(n) * Q
-    if Phi_true is None:
-        Phi_true = torch.randn(d_out, d_in, generator=g, dtype=torch.float64) / math.sqrt(d_in)
-    else:
-        check_tensor("Phi_true", Phi_true, ndim=2)
-        if tuple(Phi_true.shape) != (d_out, d_in):
-            raise ValueError(f"Phi_true must be d_out x d_in = {(d_out, d_in)}, got {tuple(Phi_true.shape)}")
-        Phi_true = Phi_true.detach().to("cpu", torch.float64)
-    Y = X @ Phi_true.T + noise * torch.randn(n, d_out, generator=g, dtype=torch.float64)
-    Phi = Y.T @ X / n
-    offset = float((Y ** 2).sum() / (2 * n) - (Phi ** 2).sum() / 2)
-    mv = {"dtype": dtype, "device": device}
-    return WhitenedData(X.to(**mv), Y.to(**mv), Phi.to(**mv), offset)
-
-
 def data_loss(layers, X: torch.Tensor, Y: torch.Tensor) -> float:
     """The loss on the data, :math:`\\frac{1}{2n}\\sum_i \\|W_{1:N} x_i - y_i\\|^2 = \\frac{1}{2n}\\|X W_{1:N}^\\top -
-    Y\\|_F^2` (rows of X and Y are samples)."""
+    Y\\|_F^2` (rows of X and Y are samples).
+
+    Raises:
+        ValueError: if X is not n x d_0 and Y n x d_N for the network, or the layers are malformed.
+    """
     layers = check_layers(layers)
     check_tensor("X", X, ndim=2)
     check_tensor("Y", Y, ndim=2)
@@ -320,7 +268,7 @@ def train_gd(layers, Phi, eta: float, steps: int, *, tol: float = 0.0, diverge_f
     """
     layers = check_layers(layers)
     _check_phi(Phi, layers)
-    eta = _check_positive("eta (the step size)", eta)
+    eta = check_positive("eta (the step size)", eta)
     if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     check_number("tol (the early-stopping loss)", tol, low=0.0, allow_inf=True)
@@ -361,6 +309,10 @@ def gradient_flow(layers, Phi, times, *, rtol: float = 1e-10, atol: float = 1e-1
 
     Returns one list of layers per entry of ``times`` (increasing, starting at 0 or later), on the inputs' device
     and dtype. The integrator's tolerances bound the error: relative ``rtol`` per unit time, roughly.
+
+    Raises:
+        ValueError: if times is not a non-empty increasing sequence of non-negative numbers, the integration fails,
+            or the flow overflows.
     """
     from scipy.integrate import solve_ivp
 
@@ -414,36 +366,18 @@ def end_to_end_velocity(layers, Phi) -> torch.Tensor:
                                -sum(S[k + 1] @ S[k + 1].T @ E @ P[k].T @ P[k] for k in range(len(layers))))
 
 
-def psd_power(M: torch.Tensor, p: float) -> torch.Tensor:
-    """:math:`M^p` for a symmetric positive semi-definite M by eigen-decomposition; eigenvalues below
-    ``n * eps * ||M||`` are treated as 0, and :math:`M^0 = I` (the convention of the end-to-end dynamics)."""
-    check_symmetric("M", M)
-    p = check_number("p (the power)", p)
-    if p == 0:
-        return torch.eye(M.shape[0], dtype=M.dtype, device=M.device)
-    ev, Q = torch.linalg.eigh(M)
-    cut = M.shape[0] * torch.finfo(M.dtype).eps * max(float(ev.abs().max()), 1e-300)
-    if float(ev[0]) < -1e3 * cut:
-        raise ValueError(f"psd_power needs a positive semi-definite matrix, got eigenvalue {float(ev[0]):.3e}")
-    if p < 0:
-        lmin, lmax = float(ev[0]), float(ev[-1])
-        cond = lmax / lmin if lmin > 0 else float("inf")
-        if not cond < max_trusted_cond(M.dtype):
-            raise ValueError(f"psd_power with p = {p:g} < 0 needs a positive definite M, but M is singular to working "
-                             f"precision (lambda_min = {lmin:.3e}, lambda_max = {lmax:.3e}, condition number "
-                             f"{cond:.3e} >= {max_trusted_cond(M.dtype):.1e})")
-    ev = torch.where(ev > cut, ev, torch.zeros_like(ev))
-    return check_finite_result("M^p", (Q * ev ** p) @ Q.T)
-
-
 def balanced_velocity(W: torch.Tensor, Phi: torch.Tensor, N: int) -> torch.Tensor:
     """The end-to-end velocity that exact balancedness predicts (Arora, Cohen & Hazan 2018, used by Arora et al. 2019):
 
     .. math::
         \\dot W = -\\sum_{j=1}^N (W W^\\top)^{(N-j)/N}\\, \\nabla\\ell(W)\\, (W^\\top W)^{(j-1)/N},
         \\qquad \\nabla\\ell(W) = W - \\Phi .
+
+    Raises:
+        ValueError: if N is not a positive int, W and Phi are not finite matrices of one shape, dtype and device, or
+            a matrix power fails (:func:`ngdlib._linalg.psd_power`).
     """
-    N = _check_depth(N)
+    N = check_int("the depth N", N, 1)
     check_tensor("W", W, ndim=2)
     check_tensor("Phi", Phi, ndim=2)
     if W.shape != Phi.shape:
@@ -461,11 +395,11 @@ def balanced_velocity(W: torch.Tensor, Phi: torch.Tensor, N: int) -> torch.Tenso
 def _phi_fro(Phi) -> float:
     if isinstance(Phi, torch.Tensor):
         check_tensor("Phi", Phi, ndim=2)
-        return _check_positive("||Phi||_F (the target's Frobenius norm)", float(torch.linalg.matrix_norm(Phi)))
-    return _check_positive("||Phi||_F", Phi)
+        return check_positive("||Phi||_F (the target's Frobenius norm)", float(torch.linalg.matrix_norm(Phi)))
+    return check_positive("||Phi||_F", Phi)
 
 
-def theorem1_delta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CONSTANTS["delta"]) -> float:
+def arora_theorem1_delta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CONSTANTS["delta"]) -> float:
     """Balancedness required by Theorem 1 (as recalled): :math:`\\delta \\le c^2 / (K N^3 \\|\\Phi\\|_F^{2(N-1)/N})`
     with K = 256. **The constant is recalled, not confirmed from the paper's text.**
 
@@ -474,37 +408,52 @@ def theorem1_delta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CO
         Phi: the target matrix, or its Frobenius norm.
         N: the depth.
         constant: K.
+
+    Raises:
+        ValueError: if the margin c or the constant is not positive, N is not a positive int, or Phi is zero.
     """
-    c = _check_positive("the deficiency margin c", c)
-    N = _check_depth(N)
-    constant = _check_positive("the constant K", constant)
+    c = check_positive("the deficiency margin c", c)
+    N = check_int("the depth N", N, 1)
+    constant = check_positive("the constant K", constant)
     phi = _phi_fro(Phi)
     return finite_float("Theorem 1's delta bound", lambda: c ** 2 / (constant * N ** 3 * phi ** (2 * (N - 1) / N)))
 
 
-def theorem1_eta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CONSTANTS["eta"]) -> float:
+def arora_theorem1_eta_bound(c: float, Phi, N: int, constant: float = RECALLED_T1_CONSTANTS["eta"]) -> float:
     """Step size allowed by Theorem 1 (as recalled): :math:`\\eta \\le c^{(4N-2)/N} / (K N^3
-    \\|\\Phi\\|_F^{(6N-4)/N})` with K = 6144. **The constant is recalled, not confirmed from the paper's text.**"""
-    c = _check_positive("the deficiency margin c", c)
-    N = _check_depth(N)
-    constant = _check_positive("the constant K", constant)
+    \\|\\Phi\\|_F^{(6N-4)/N})` with K = 6144. **The constant is recalled, not confirmed from the paper's text.**
+
+    Raises:
+        ValueError: if the margin c or the constant is not positive, N is not a positive int, or Phi is zero.
+    """
+    c = check_positive("the deficiency margin c", c)
+    N = check_int("the depth N", N, 1)
+    constant = check_positive("the constant K", constant)
     phi = _phi_fro(Phi)
     return finite_float("Theorem 1's eta bound",
                          lambda: c ** ((4 * N - 2) / N) / (constant * N ** 3 * phi ** ((6 * N - 4) / N)))
 
 
-def theorem1_rate(eta: float, c: float, N: int) -> float:
-    """The per-step factor of Theorem 1's conclusion, :math:`\\ell(t+1) \\le (1 - \\eta c^{2(N-1)/N})\\, \\ell(t)`."""
-    eta = _check_positive("eta (the step size)", eta)
-    c = _check_positive("the deficiency margin c", c)
-    N = _check_depth(N)
+def arora_theorem1_rate(eta: float, c: float, N: int) -> float:
+    """The per-step factor of Theorem 1's conclusion, :math:`\\ell(t+1) \\le (1 - \\eta c^{2(N-1)/N})\\, \\ell(t)`.
+
+    Raises:
+        ValueError: if eta or the margin c is not a positive finite number or N is not a positive int.
+    """
+    eta = check_positive("eta (the step size)", eta)
+    c = check_positive("the deficiency margin c", c)
+    N = check_int("the depth N", N, 1)
     return finite_float("Theorem 1's rate", lambda: 1.0 - eta * c ** (2 * (N - 1) / N))
 
 
 def flow_rate(c: float, N: int) -> float:
     """Exponent of the gradient-flow bound derived in the book (chapter A-T1): for exactly balanced layers whose
     end-to-end matrix has deficiency margin c, :math:`\\ell(t) \\le e^{-\\kappa t} \\ell(0)` with
-    :math:`\\kappa = 2 c^{2(N-1)/N}`."""
-    c = _check_positive("the deficiency margin c", c)
-    N = _check_depth(N)
+    :math:`\\kappa = 2 c^{2(N-1)/N}`.
+
+    Raises:
+        ValueError: if the margin c is not a positive finite number or N is not a positive int.
+    """
+    c = check_positive("the deficiency margin c", c)
+    N = check_int("the depth N", N, 1)
     return finite_float("the flow rate", lambda: 2.0 * c ** (2 * (N - 1) / N))

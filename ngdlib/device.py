@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from ._checks import check_int
+
 __all__ = ["default_device", "generator"]
 
 
@@ -17,6 +19,4 @@ def default_device() -> torch.device:
 
 def generator(seed: int) -> torch.Generator:
     """A CPU generator seeded with ``seed`` (an int)."""
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise ValueError(f"seed must be an int, got {seed!r}")
-    return torch.Generator(device="cpu").manual_seed(seed)
+    return torch.Generator(device="cpu").manual_seed(check_int("seed", seed))

@@ -23,7 +23,8 @@ import math
 
 import torch
 
-from ._checks import check_data, check_unit_rows, check_vector, solve_psd
+from ._checks import check_data, check_int, check_positive, check_probability, check_unit_rows, check_vector
+from ._linalg import solve_psd
 from .kernels import _stable_angles, limiting_gram
 
 __all__ = [
@@ -32,7 +33,7 @@ __all__ = [
     "rkhs_norm",
     "complexity_term",
     "confidence_term",
-    "theorem6_bound",
+    "zmg_theorem6_bound",
     "kernel_predict",
 ]
 
@@ -47,6 +48,9 @@ def ramp_loss(u: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     >>> import torch
     >>> ramp_loss(torch.tensor([0.0, 0.5, 3.0]), torch.zeros(3))
     tensor([0.0000, 0.5000, 1.0000])
+
+    Raises:
+        ValueError: if u and y are not finite float tensors of the same shape.
     """
     if u.shape != y.shape:
         raise ValueError(f"u and y must have the same shape, got {tuple(u.shape)} and {tuple(y.shape)}")
@@ -58,6 +62,9 @@ def limiting_cross_gram(X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
     (n1 x n2), with the angle :math:`\theta = 2\,\mathrm{atan2}(\|x - x'\|, \|x + x'\|)` (accurate near 0 and pi).
 
     ``limiting_cross_gram(X, X)`` equals :func:`ngdlib.kernels.limiting_gram` (X).
+
+    Raises:
+        ValueError: naming Assumption 1 for X1 or X2 (unit-norm rows) or when their input dimensions differ.
     """
     for name, Z in (("X1", X1), ("X2", X2)):
         check_data(Z)
@@ -72,7 +79,12 @@ def limiting_cross_gram(X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
 
 def rkhs_norm(X: torch.Tensor, y: torch.Tensor) -> float:
     r""":math:`\sqrt{y^\top (G^\infty)^{-1} y}`: the distance :math:`\|W(\infty) - W(0)\|_F` in the infinite-width
-    limit with :math:`u(0) = 0`, and the norm of the kernel interpolant of y in the RKHS of :math:`G^\infty`."""
+    limit with :math:`u(0) = 0`, and the norm of the kernel interpolant of y in the RKHS of :math:`G^\infty`.
+
+    Raises:
+        ValueError: naming lambda_0 = 0 when :math:`G^\infty` is singular (two inputs parallel), or when X, y are
+            malformed.
+    """
     G = limiting_gram(X)
     check_vector("y", y, X.shape[0], "one target per input")
     z = solve_psd(G, y, "the limiting Gram matrix G^inf", _REMEDY)
@@ -89,15 +101,16 @@ def confidence_term(n: int, delta: float) -> float:
 
     >>> round(confidence_term(100, 0.06), 4)
     0.4552
+
+    Raises:
+        ValueError: if n is not a positive int or delta (the failure probability) is not in (0, 1).
     """
-    if not (isinstance(n, int) and n >= 1):
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not (isinstance(delta, (int, float)) and 0 < delta < 1):
-        raise ValueError(f"delta (the failure probability) must lie in (0, 1), got {delta!r}")
+    check_int("n", n, 1)
+    delta = check_probability("delta (the failure probability)", delta)
     return 3.0 * math.sqrt(math.log(6.0 / delta) / (2 * n))
 
 
-def theorem6_bound(X: torch.Tensor, y: torch.Tensor, delta: float, eps: float = 0.0) -> dict:
+def zmg_theorem6_bound(X: torch.Tensor, y: torch.Tensor, delta: float, eps: float = 0.0) -> dict:
     r"""Every term of Theorem 6's bound (eq. 18) on the expected loss, and their sum.
 
     Args:
@@ -110,9 +123,12 @@ def theorem6_bound(X: torch.Tensor, y: torch.Tensor, delta: float, eps: float = 
     Returns:
         ``{"complexity", "confidence", "eps", "total", "rkhs_norm"}``, floats. The bound is informative only when
         ``total < 1`` (the loss is bounded by 1).
+
+    Raises:
+        ValueError: if delta is not in (0, 1), eps is negative, or :math:`G^\infty` is singular (see
+            :func:`rkhs_norm`).
     """
-    if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps (the target error) must be a finite number >= 0, got {eps!r}")
+    eps = check_positive("eps (the target error)", eps, allow_zero=True)
     norm = rkhs_norm(X, y)
     n = X.shape[0]
     comp = math.sqrt(2.0 / n) * norm

@@ -48,6 +48,10 @@ def angles(X1: torch.Tensor, X2: torch.Tensor) -> torch.Tensor:
     Accurate to a few eps everywhere, where :math:`\arccos(x_i^\top x'_j)` loses half the digits near 0 and pi.
     Exactly 0 for :math:`x'_j = x_i` and exactly pi for :math:`x'_j = -x_i`. The rows are assumed to have unit norm
     (checked: ``ValueError`` otherwise, since the formula is the angle only between unit vectors).
+
+    Raises:
+        ValueError: naming Assumption 1 when a row of X1 or X2 is not unit-norm, or when their numbers of columns
+            differ.
     """
     for name, Z in (("X1", X1), ("X2", X2)):
         check_tensor(name, Z, ndim=2)

@@ -31,7 +31,8 @@ import math
 
 import torch
 
-from ._checks import check_data, check_full_column_rank, check_tensor, check_unit_rows, check_vector, solve_psd
+from ._checks import check_data, check_positive, check_tensor, check_unit_rows, check_vector
+from ._linalg import check_full_column_rank, psd_eigh_floor, solve_psd
 from .curvature import validate
 
 __all__ = [
@@ -81,6 +82,9 @@ def leverages(X: torch.Tensor) -> torch.Tensor:
     >>> import torch
     >>> leverages(torch.eye(3, dtype=torch.float64)[:, :2])
     tensor([1., 1., 0.], dtype=torch.float64)
+
+    Raises:
+        ValueError: naming Theorem 4's rank(X) = d when X has rank < d (or n < d).
     """
     _check_X(X)
     Z = solve_psd(X.T @ X, X.T, "K-FAC input factor X^T X", "rank(X) = d is required (Theorem 4)")
@@ -91,14 +95,14 @@ def activation_projection(model, X: torch.Tensor) -> torch.Tensor:
     r"""The n x n projection :math:`P_S = S (S^\top S)^+ S^\top` onto the column space of S (n x m).
 
     Computed in the dual form :math:`P_S = V_+ V_+^\top` from the eigenvectors of the n x n matrix
-    :math:`S S^\top` whose eigenvalues exceed the cut-off :math:`n \varepsilon \lambda_{\max}` (the same relative
-    cut-off as :func:`ngdlib.curvature.kfac_direction`). Equals :math:`I_n` exactly when rank S = n.
+    :math:`S S^\top` whose eigenvalues exceed the rank cut-off :math:`n \varepsilon \lambda_{\max}` of
+    :mod:`ngdlib._linalg` (the library's one policy, also used by :func:`ngdlib.curvature.kfac_direction`).
+    Equals :math:`I_n` exactly when rank S = n.
     """
     model.check_inputs(X)
     S = model.features(X)
-    evals, evecs = torch.linalg.eigh(S @ S.T)
-    cut = X.shape[0] * torch.finfo(X.dtype).eps * float(evals[-1].clamp_min(0))
-    V = evecs[:, evals > cut]
+    _, evecs, keep = psd_eigh_floor(S @ S.T, "S S^T")
+    V = evecs[:, keep]
     return V @ V.T
 
 
@@ -118,7 +122,7 @@ def kfac_output_kernel(model, X: torch.Tensor, *, check_assumption1: bool = True
     return input_projection(X) * activation_projection(model, X)
 
 
-def eq14_prediction(X: torch.Tensor, r: torch.Tensor, lr: float) -> torch.Tensor:
+def eq14_prediction(X: torch.Tensor, r: torch.Tensor, eta: float) -> torch.Tensor:
     r"""Eq. (14) with the step size restored: the predicted one-step change
     :math:`u(k+1) - u(k) \approx -\eta\, (P_X \odot I)(u(k) - y) = -\eta\, h \odot r` (length n).
 
@@ -128,41 +132,50 @@ def eq14_prediction(X: torch.Tensor, r: torch.Tensor, lr: float) -> torch.Tensor
     Args:
         X: n x d inputs, rank(X) = d.
         r: the residual u(k) - y (length n).
-        lr: the step size :math:`\eta > 0`.
+        eta: the step size :math:`\eta > 0`.
+
+    Raises:
+        ValueError: if eta is not a positive finite number, X has rank < d, or r is not a length-n vector.
     """
-    _check_lr(lr)
+    eta = check_positive("eta (the step size)", eta)
     h = leverages(X)
     check_vector("r", r, X.shape[0], "the residual u - y has one entry per input")
-    return -lr * h * r
+    return -eta * h * r
 
 
-def output_change(model, X: torch.Tensor, D: torch.Tensor, lr: float) -> torch.Tensor:
+def output_change(model, X: torch.Tensor, D: torch.Tensor, eta: float) -> torch.Tensor:
     r"""The actual change of the outputs :math:`u(W - \eta D) - u(W)` (length n), leaving the model untouched.
 
     Computed from the definition (eq. 8), :math:`m^{-1/2}\sum_r a_r [\mathrm{relu}((w_r - \eta d_r)^\top x_i) -
     \mathrm{relu}(w_r^\top x_i)]`, so it contains every non-linear effect of the step (activation flips).
+
+    Raises:
+        ValueError: if D does not have W's shape, X does not fit the model, or eta is not a positive finite number.
     """
     model.check_inputs(X)
     check_tensor("D", D, ndim=2)
     if D.shape != model.W.shape:
         raise ValueError(f"D must have the shape of W, {tuple(model.W.shape)}, got {tuple(D.shape)}")
-    _check_lr(lr)
+    eta = check_positive("eta (the step size)", eta)
     W = model.W.detach()
     scale = model.a / math.sqrt(model.m)
-    return (torch.relu(X @ (W - lr * D).T) - torch.relu(X @ W.T)) @ scale
+    return (torch.relu(X @ (W - eta * D).T) - torch.relu(X @ W.T)) @ scale
 
 
-def kfac_rate_bound(X: torch.Tensor, lr: float) -> float:
+def kfac_rate_bound(X: torch.Tensor, eta: float) -> float:
     r"""Theorem 4's per-step factor on the squared residual, :math:`1 - \eta / \lambda_{\max}(X^\top X)` (eq. 13).
 
     Args:
         X: n x d inputs with unit-norm rows (Assumption 1) and rank d.
-        lr: the step size :math:`\eta > 0`.
+        eta: the step size :math:`\eta > 0`.
+
+    Raises:
+        ValueError: if eta is not a positive finite number or X violates Assumption 1 (unit rows).
     """
-    _check_lr(lr)
+    eta = check_positive("eta (the step size)", eta)
     _check_X(X)
     check_unit_rows(X)
-    return 1.0 - lr / float(torch.linalg.eigvalsh(X.T @ X)[-1])
+    return 1.0 - eta / float(torch.linalg.eigvalsh(X.T @ X)[-1])
 
 
 def kfac_step_limit(X: torch.Tensor) -> float:
@@ -174,8 +187,3 @@ def kfac_step_limit(X: torch.Tensor) -> float:
     below this limit. Above :math:`2/\max_i h_i` the residual of the highest-leverage input grows.
     """
     return 1.0 / float(leverages(X).max())
-
-
-def _check_lr(lr) -> None:
-    if not (isinstance(lr, (int, float)) and not isinstance(lr, bool) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr (the step size eta) must be a positive finite number, got {lr!r}")

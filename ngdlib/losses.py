@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from ._checks import check_vector
+from ._checks import check_positive, check_vector
 from .curvature import ngd_direction, validate
 
 __all__ = [
@@ -98,8 +98,8 @@ class LogCoshLoss(_Loss):
     """
 
     def __init__(self, mu: float, L: float, centre: str = "steep"):
-        if not (isinstance(mu, (int, float)) and isinstance(L, (int, float)) and math.isfinite(mu)
-                and math.isfinite(L) and 0 < mu <= L):
+        mu, L = check_positive("mu (the strong convexity)", mu), check_positive("L (the smoothness)", L)
+        if not mu <= L:
             raise ValueError(f"need 0 < mu <= L (mu-strongly convex, L-smooth), got mu = {mu!r}, L = {L!r}")
         if centre not in ("steep", "flat"):
             raise ValueError(f"centre must be 'steep' or 'flat', got {centre!r}")
@@ -141,8 +141,7 @@ class LogCoshLoss(_Loss):
         :math:`(r - \tanh r)/(r\tanh^2 r)` (flat), so it lies between them: :math:`[1, \sinh(2\rho)/(2\rho)]` for the
         steep loss and :math:`[1/3, 1]` for the flat one (proof in chapter Z-T2).
         """
-        if not (isinstance(rho, (int, float)) and math.isfinite(rho) and rho >= 0):
-            raise ValueError(f"rho must be a non-negative finite number, got {rho!r}")
+        rho = check_positive("rho", rho, allow_zero=True)
         if self.centre == "flat":
             return (1.0 / 3.0, 1.0)
         return (1.0, math.sinh(2 * rho) / (2 * rho) if rho > 0 else 1.0)
@@ -153,8 +152,7 @@ class OutputRidgeLoss(_Loss):
     smooth (:math:`\mu = L = 1 + \lambda`) but minimised at :math:`u^* = y/(1 + \lambda) \ne y`."""
 
     def __init__(self, lam: float):
-        if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
-            raise ValueError(f"lam must be a non-negative finite number, got {lam!r}")
+        lam = check_positive("lam", lam, allow_zero=True)
         self.lam = float(lam)
         self.mu = self.L = 1.0 + self.lam
 
@@ -218,7 +216,7 @@ def reference_curvature_direction(model, X: torch.Tensor, g: torch.Tensor, h: to
 
 
 # ---------------------------------------------------------------------------------------------------- analysis
-def one_step_factor(loss, u: torch.Tensor, y: torch.Tensor, lr: float, c: float, variant: str = "gauss-newton"):
+def one_step_factor(loss, u: torch.Tensor, y: torch.Tensor, eta: float, c: float, variant: str = "gauss-newton"):
     r"""Certified bound on :math:`\|e(k+1)\|_2 / \|e(k)\|_2`, :math:`e = u - u^*`, for one step of either variant.
 
     Reconstruction (chapter Z-T2). The step moves the outputs by exactly :math:`-\eta \bar J J^+ v` with
@@ -228,11 +226,14 @@ def one_step_factor(loss, u: torch.Tensor, y: torch.Tensor, lr: float, c: float,
 
     .. math::
         \|e(k+1)\|_2 \le \big(\max_i |1 - \eta\varphi_i| + \eta\, c \max_i |\varphi_i|\big)\,\|e(k)\|_2 .
+
+    Raises:
+        ValueError: if variant is not 'gauss-newton' or 'remark2'.
     """
     if variant not in _VARIANTS:
         raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
     phi = loss.secant(u, y) if variant == "gauss-newton" else loss.ratio(u, y)
-    return float((1 - lr * phi).abs().max()) + lr * c * float(phi.abs().max())
+    return float((1 - eta * phi).abs().max()) + eta * c * float(phi.abs().max())
 
 
 def train_loss(model, X: torch.Tensor, y: torch.Tensor, loss, eta: float, steps: int, *,

@@ -75,6 +75,10 @@ def record(claim: str, status: str, *, summary: str, slack: float | None = None,
         slack: one number that measures how tight the claim is (e.g. bound / observed), if there is one.
         slack_meaning: what ``slack`` is, in words.
         **values: further JSON-serialisable numbers (seed, sizes, dtype, errors).
+
+    Raises:
+        ValueError: if claim is not a claim ID string, status is not one of :data:`STATUSES`, summary is not a
+            string, or a recorded number is NaN or Inf (it must never reach the book).
     """
     if not (isinstance(claim, str) and claim.strip()):
         raise ValueError(f"claim must be a non-empty claim ID string such as 'Z-NGD', got {claim!r}")

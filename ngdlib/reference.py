@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch.func import functional_call, jacrev
 
-from ._checks import check_full_column_rank, check_same_dtype_device, check_vector
+from ._checks import check_int, check_positive, check_same_dtype_device, check_vector
+from ._linalg import check_full_column_rank
 from .models import TwoLayerReLU
 
 __all__ = [
@@ -211,6 +212,9 @@ def deep_forward(model, X: torch.Tensor, blocks=None, eps=None):
     ``blocks`` (default: the model's, detached) replaces the parameters; ``eps`` (list of L tensors N x M_l) is added to
     the pre-activations (to differentiate with respect to them). Returns ``(f, us, inputs)``. Any size (nothing
     P x P is formed).
+
+    Raises:
+        ValueError: if blocks is not a list of the model's L parameter blocks.
     """
     _deep_guard(model, dense=False)
     _deep_inputs(model, X)
@@ -311,7 +315,11 @@ class DenseKernel:
         return 1e3 * torch.finfo(self.K.dtype).eps * self.cond
 
     def rel_error(self, K: torch.Tensor, target: torch.Tensor | None = None) -> float:
-        r""":math:`\|K - T\|_F / \|T\|_F` with T = ``target`` (default: this dense kernel)."""
+        r""":math:`\|K - T\|_F / \|T\|_F` with T = ``target`` (default: this dense kernel).
+
+        Raises:
+            ValueError: if K or the target is not a finite matrix of the dense kernel's shape, dtype and device.
+        """
         from ._checks import check_tensor
 
         T = self.K if target is None else check_tensor("target", target, ndim=2)
@@ -350,10 +358,13 @@ def deep_kernel(model, X: torch.Tensor, variant: str, *, X_test: torch.Tensor | 
     Kronecker blocks through their factors, :math:`(B \otimes A)^+ = B^+ \otimes A^+`, each factor densely), on the
     whole matrix otherwise (exact, tri-diagonal); eigenvalues below ``rtol`` times the block's largest absolute eigenvalue are dropped (see
     :class:`DenseKernel` for the reported gap). ``rho > 0`` adds :math:`\rho I` before inverting.
+
+    Raises:
+        ValueError: if the variant is unknown, rho is negative, rtol is not a float in (0, 1), or the model is too
+            large for a dense reference.
     """
     _deep_variant(variant)
-    if not (isinstance(rho, (int, float)) and not isinstance(rho, bool) and math.isfinite(rho) and rho >= 0):
-        raise ValueError(f"rho (the damping) must be a finite number >= 0, got {rho!r}")
+    rho = check_positive("rho (the damping)", rho, allow_zero=True)
     if not (isinstance(rtol, float) and 0 < rtol < 1):
         raise ValueError(f"rtol (the relative eigenvalue cut-off) must be a float in (0, 1), got {rtol!r}")
     G = deep_fisher_approx(model, X, variant)
@@ -421,15 +432,18 @@ def deep_grid(seed: int, *, n: int = 6, d_big: int = 9, d_small: int = 3, width:
     """The grid of tiny configurations on which Part II checks its finite-width identities densely: activations x
     depths x bias on/off x inputs (``n`` unit inputs in ``d_big > n`` dimensions; in ``d_small < n`` dimensions raw, and
     in radial isotropic position by :func:`ngdlib.data.forster`). Hidden widths ``width``; one network per configuration,
-    seeded from ``seed``. Returns a list of :class:`GridCase`."""
+    seeded from ``seed``. Returns a list of :class:`GridCase`.
+
+    Raises:
+        ValueError: if seed is not an int, n, d_big, d_small, width are not positive ints, or d_small < n < d_big
+            fails.
+    """
     from .data import forster, sphere
     from .models import DeepMLP
 
-    if not (isinstance(seed, int) and not isinstance(seed, bool)):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+    check_int("seed", seed)
     for name, v in (("n", n), ("d_big", d_big), ("d_small", d_small), ("width", width)):
-        if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
+        check_int(name, v, 1)
     if not d_small < n < d_big:
         raise ValueError(f"the grid needs d_small < n < d_big (N below and above M_0), got {d_small}, {n}, {d_big}")
     X_big = sphere(n, d_big, seed=seed, dtype=dtype, device=device)
@@ -496,7 +510,12 @@ def grid_rows(seed: int, variant: str, kernel, expected, *, rtol: float = PINV_R
     """Run one variant over :func:`deep_grid`: for each case the dense kernel from the definition, the library's
     kernel ``kernel(case)`` (or None where the library refuses by design) and the claim's prediction
     ``expected(case)`` (an N x N matrix, or None where its hypothesis fails); ``rtol`` is the pseudo-inverse cut-off
-    of :func:`deep_kernel`. Returns a list of :class:`GridRow`; the caller asserts."""
+    of :func:`deep_kernel`. Returns a list of :class:`GridRow`; the caller asserts.
+
+    Raises:
+        ValueError: if kernel or expected is not callable (or the grid arguments are malformed, see
+            :func:`deep_grid`).
+    """
     _deep_variant(variant)
     if not (callable(kernel) and callable(expected)):
         raise ValueError("kernel and expected must be callables taking a GridCase")
@@ -514,7 +533,11 @@ def grid_rows(seed: int, variant: str, kernel, expected, *, rtol: float = PINV_R
 
 def grid_table(rows) -> str:
     """A markdown table of :func:`grid_rows` per (activation, L): cases, cases compared with the library, cases where
-    the claim's hypothesis holds, and the largest err / tolerance and dev / tolerance (<= 1 passes)."""
+    the claim's hypothesis holds, and the largest err / tolerance and dev / tolerance (<= 1 passes).
+
+    Raises:
+        ValueError: if rows is not a non-empty list of :class:`GridRow`.
+    """
     if not rows or not all(isinstance(r, GridRow) for r in rows):
         raise ValueError("rows must be a non-empty list of GridRow (from grid_rows)")
     out = ["| activation | L | cases | compared | hypothesis holds | max err / tol | max dev / tol |",

@@ -38,7 +38,8 @@ import math
 import torch
 
 from ._history import History, run_loop
-from ._checks import check_number, check_tensor, check_vector, psd_eigh
+from ._checks import check_int, check_positive, check_probability, check_tensor, check_vector
+from ._linalg import psd_eigh
 from .curvature import validate
 from .device import generator
 
@@ -167,6 +168,10 @@ def condition2_radius(model, X: torch.Tensor, y: torch.Tensor, *, check_assumpti
     r"""The radius of Condition 2, :math:`R = 3\|y - u(0)\|_2 / \sqrt{\lambda_{\min}(G(0))}`, at the model's W.
 
     Raises ``ValueError`` (Condition 1) when :math:`G(0)` is singular: then no finite radius exists.
+
+    Raises:
+        ValueError: naming Condition 1 when G(0) is singular, or Assumption 1 (unless ``check_assumption1`` is
+            False).
     """
     validate(model, X, None, check_assumption1)
     check_vector("y", y, X.shape[0], "one target per input")
@@ -179,9 +184,7 @@ def condition2_radius(model, X: torch.Tensor, y: torch.Tensor, *, check_assumpti
 
 # ---------------------------------------------------------------------------------------------------- perturbations
 def _check_radius(radius) -> float:
-    if not (isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0):
-        raise ValueError(f"radius must be a positive finite number (the R of Condition 2), got {radius!r}")
-    return float(radius)
+    return check_positive("radius (the R of Condition 2)", radius)
 
 
 def random_perturbation(model, radius: float, seed: int) -> torch.Tensor:
@@ -190,6 +193,9 @@ def random_perturbation(model, radius: float, seed: int) -> torch.Tensor:
     Drawn as a standard Gaussian m x d matrix (float64, CPU generator ``seed``), rescaled to
     :math:`\|D\|_F = R`, then rounded and moved to the model's dtype and device. Use a ``seed`` different from the
     network's: the same seed draws the same Gaussians, so D would be a multiple of W and flip no pattern at all.
+
+    Raises:
+        ValueError: if radius (the R of Condition 2) is not a positive finite number or seed is not an int.
     """
     radius = _check_radius(radius)
     Z = torch.randn(*model.W.shape, generator=generator(seed), dtype=torch.float64)
@@ -218,11 +224,14 @@ def adversarial_perturbation(model, X: torch.Tensor, radius: float, *, target: i
 
     Returns:
         ``(D, info)`` with D shaped like W and ``info = {"target": i, "flipped": K, "norm": ||D||_F}``.
+
+    Raises:
+        ValueError: naming Assumption 1 (unless ``check_assumption1`` is False), the R of Condition 2 when radius is
+            not positive, or when overshoot is not in (0, 1) or target is not an input index.
     """
     validate(model, X, None, check_assumption1)
     radius = _check_radius(radius)
-    if not (isinstance(overshoot, (int, float)) and 0 < overshoot < 1):
-        raise ValueError(f"overshoot must lie in (0, 1), got {overshoot!r}")
+    check_probability("overshoot", overshoot)
     n = X.shape[0]
     W0 = model.W.detach()
     Z = X @ W0.T                                                  # n x m pre-activations
@@ -232,7 +241,7 @@ def adversarial_perturbation(model, X: torch.Tensor, radius: float, *, target: i
     if target is None:
         i = int(affordable.argmax())
     else:
-        if not (isinstance(target, int) and 0 <= target < n):
+        if not (check_int("target", target, 0) < n):
             raise ValueError(f"target must be an input index in [0, {n}), got {target!r}")
         i = target
     K = int(affordable[i])
@@ -266,8 +275,7 @@ def adversarial_prediction(radius: float, nu: float, m: int, *, overshoot: float
     the exponent of the paper's :math:`O(m^{-1/6})`; it is the large-m limit of the exact prediction.
     """
     radius = _check_radius(radius)
-    if not (isinstance(nu, (int, float)) and math.isfinite(nu) and nu > 0 and isinstance(m, int) and m >= 1):
-        raise ValueError(f"need nu > 0 and an integer width m >= 1, got nu = {nu!r}, m = {m!r}")
+    nu, m = check_positive("nu (the init scale)", nu), check_int("m (the width)", m, 1)
     if not exact:
         return (6 * radius ** 2 / (math.pi * nu ** 2 * m)) ** (1 / 6)
     budget = radius ** 2 / ((1 + overshoot) ** 2 * m * nu ** 2)      # in units of m nu^2
@@ -295,9 +303,7 @@ def random_prediction(radius: float, nu: float, m: int, d: int) -> float:
     m^{-1/4}`.
     """
     radius = _check_radius(radius)
-    if not (isinstance(nu, (int, float)) and math.isfinite(nu) and nu > 0 and isinstance(m, int) and m >= 1
-            and isinstance(d, int) and d >= 1):
-        raise ValueError(f"need nu > 0 and integers m, d >= 1, got nu = {nu!r}, m = {m!r}, d = {d!r}")
+    nu, m, d = check_positive("nu (the init scale)", nu), check_int("m (the width)", m, 1), check_int("d", d, 1)
     return math.sqrt(math.atan(radius / (nu * math.sqrt(m * d))) / math.pi)
 
 
@@ -361,7 +367,7 @@ def trace_ngd(model, X: torch.Tensor, y: torch.Tensor, eta: float = 1.0, steps: 
 
     Cost per step :math:`O(n^2 m + n m d + n^3)`; memory O(n m).
     """
-    check_number("eta (the step size)", eta, low=0.0, low_open=True)
+    check_positive("eta (the step size)", eta)
     if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     validate(model, X, None, check_assumption1)

@@ -76,7 +76,11 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 # ------------------------------------------------------------------------------------------------ the grid
 def find_root(start: Path | None = None) -> Path:
-    """The book's root: the nearest folder at or above ``start`` (default: the working directory) with _config.yml."""
+    """The book's root: the nearest folder at or above ``start`` (default: the working directory) with _config.yml.
+
+    Raises:
+        ValueError: when no _config.yml lies at or above ``start`` (the sweep must run inside the book's checkout).
+    """
     here = (start or Path.cwd()).resolve()
     for p in (here, *here.parents):
         if (p / "_config.yml").exists():
@@ -85,7 +89,11 @@ def find_root(start: Path | None = None) -> Path:
 
 
 def parse_seeds(spec: str) -> list[int]:
-    """``"5,6"``, ``"0-49"`` or a mix (``"0-4,11"``) -> a sorted list of distinct seeds."""
+    """``"5,6"``, ``"0-49"`` or a mix (``"0-4,11"``) -> a sorted list of distinct seeds.
+
+    Raises:
+        ValueError: when the spec holds no seeds, an empty range, or something that is not an int or a range.
+    """
     seeds = set()
     for part in str(spec).split(","):
         part = part.strip()
@@ -113,7 +121,11 @@ def _check_id(text: str) -> str | None:
 
 def find_notebooks(root: Path, specs: list[str] | None = None) -> list[Path]:
     """The notebooks of a sweep: paths, or claim IDs (``Z-T4``: the notebook labelled ``check-Z-T4``, or named
-    ``z-t4-check.ipynb``); every ``chapters/**/*-check.ipynb`` when ``specs`` is empty."""
+    ``z-t4-check.ipynb``); every ``chapters/**/*-check.ipynb`` when ``specs`` is empty.
+
+    Raises:
+        ValueError: when a spec is neither a notebook path nor a claim ID with a check notebook.
+    """
     all_nbs = sorted(p for p in (root / "chapters").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
     if not specs:
         return all_nbs
@@ -139,7 +151,11 @@ def find_notebooks(root: Path, specs: list[str] | None = None) -> list[Path]:
 
 
 def parameter_names(nb_path: Path) -> set[str]:
-    """The names assigned in the notebook's cell tagged ``parameters`` (``A, B = 1, 2`` gives both)."""
+    """The names assigned in the notebook's cell tagged ``parameters`` (``A, B = 1, 2`` gives both).
+
+    Raises:
+        ValueError: when the notebook does not have exactly one cell tagged 'parameters' (papermill needs one).
+    """
     nb = json.loads(Path(nb_path).read_text())
     cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
     if len(cells) != 1:
@@ -186,6 +202,9 @@ def plan(root: Path, notebooks: list[Path], seeds: list[int], scale: str = "ci",
     """The grid: one spec per (notebook, seed), with the injected parameters and the cell's key, seed by seed.
 
     ``extra``: further parameters (``--param NAME=VALUE``), injected into the notebooks that define them.
+
+    Raises:
+        ValueError: when the device is not 'cpu' or 'cuda' (or the notebooks' parameters cells are malformed).
     """
     if device not in ("cpu", "cuda"):
         raise ValueError(f"--device must be 'cpu' or 'cuda', got {device!r}")
@@ -343,6 +362,9 @@ def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     [0.929, 1.0]
     >>> [round(x, 3) for x in wilson(0, 5)]
     [0.0, 0.434]
+
+    Raises:
+        ValueError: unless 0 <= k <= n.
     """
     if n < 0 or not (0 <= k <= n):
         raise ValueError(f"wilson needs 0 <= k <= n, got k = {k}, n = {n}")
@@ -444,7 +466,11 @@ def export(rows: dict, path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ the driver
 def make_client(workers: int | None = None, scheduler: str | None = None):
     """A Dask client: on ``scheduler`` if given, else on a new LocalCluster with ``workers`` single-threaded worker
-    processes (default: one per core). Returns (client, cluster or None)."""
+    processes (default: one per core). Returns (client, cluster or None).
+
+    Raises:
+        ValueError: when the number of workers is below 1.
+    """
     from distributed import Client, LocalCluster
 
     if scheduler:
@@ -465,6 +491,10 @@ def run_sweep(name: str, notebooks=None, seeds=(0,), scale: str = "ci", device: 
 
     ``client``: an existing ``distributed.Client`` (the tests pass one); otherwise one is made by
     :func:`make_client` only when some cell is left to run, and closed at the end.
+
+    Raises:
+        ValueError: when the name is not a plain folder name or retries is negative (and as :func:`parse_seeds`,
+            :func:`find_notebooks`, :func:`plan`).
     """
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
         raise ValueError(f"--name must be a plain folder name (letters, digits, '_', '.', '-'), got {name!r}")

@@ -26,7 +26,11 @@ TOLERANCES = {
 
 
 def tolerance(dtype: torch.dtype) -> dict:
-    """The ``{"rtol", "atol"}`` entry of :data:`TOLERANCES` for ``dtype``."""
+    """The ``{"rtol", "atol"}`` entry of :data:`TOLERANCES` for ``dtype``.
+
+    Raises:
+        ValueError: for a dtype without an entry (anything but float32 / float64).
+    """
     try:
         return dict(TOLERANCES[dtype])
     except KeyError:
@@ -40,6 +44,11 @@ def assert_close(actual, expected, *, rtol: float | None = None, atol: float | N
     Defaults come from :data:`TOLERANCES` for the dtype of ``actual``. On failure the message lists the ``worst``
     offending entries with both values, their ratio and the tolerance. Warns (:class:`PrecisionWarning`) when
     ``actual`` is not float64.
+
+    Raises:
+        AssertionError: when the shapes differ or an entry lies outside ``atol + rtol * |expected|`` (the worst
+            entries are printed).
+        ValueError: when a tolerance is negative or NaN.
     """
     from ._checks import check_int, check_number
 
@@ -83,6 +92,10 @@ def assert_within_se(estimate, truth, se, *, k: float = 5.0, what: str = "Monte-
     """Assert ``|estimate - truth| <= k * se`` entry-wise; return the largest ``|estimate - truth| / se``.
 
     With k = 5 a correct estimator fails a single comparison with probability about 6e-7 (normal tails).
+
+    Raises:
+        AssertionError: when an entry deviates by more than ``k`` standard errors.
+        ValueError: when se is negative or not finite, or the shapes do not broadcast.
     """
     from ._checks import check_number
 
@@ -109,8 +122,13 @@ def assert_within_se(estimate, truth, se, *, k: float = 5.0, what: str = "Monte-
 
 
 def fit_loglog_slope(x, y) -> tuple[float, float]:
-    """Least-squares fit of log y = slope * log x + intercept; returns ``(slope, intercept)``."""
-    from ._checks import check_full_column_rank
+    """Least-squares fit of log y = slope * log x + intercept; returns ``(slope, intercept)``.
+
+    Raises:
+        ValueError: if x or y has a non-positive or non-finite entry, the lengths differ, fewer than two points are
+            given, or the x values are all equal.
+    """
+    from ._linalg import check_full_column_rank
 
     xt = torch.as_tensor(x, dtype=torch.float64)
     yt = torch.as_tensor(y, dtype=torch.float64)
@@ -136,6 +154,9 @@ def verdict(claim: str, ok: bool, detail: str, status: str = "verified") -> str:
 
     ``status`` is the outcome when the checks passed (one of ``ngdlib.records.STATUSES``: a claim can be checked
     successfully and still be "refuted as printed" or "corrected").
+
+    Raises:
+        ValueError: if the claim ID or status is malformed.
     """
     from .records import STATUSES
 

@@ -35,7 +35,7 @@ Public API in scope (``module.name``; classes with their public methods/properti
   layers); ACTIVATIONS FEEDFORWARD_ACTIVATIONS MAX_DENSE_PARAMS
 * ngdlib.curvature: ngd_direction ngd_step kfac_direction gd_direction validate gram_eigh
 * ngdlib.kernels: limiting_gram limiting_activation_gram angles relu_input_layer relu_layer
-* ngdlib.data: sphere forster
+* ngdlib.data: sphere sphere_teacher teacher forster whitened_data WhitenedData
 * ngdlib.train: train, History (of every trainer) . steps tensor series_names append; METHODS
 * ngdlib.records: record records_dir environment; STATUSES
 * ngdlib.testing: tolerance assert_close assert_within_se fit_loglog_slope verdict PrecisionWarning; TOLERANCES
@@ -47,9 +47,8 @@ Public API in scope (``module.name``; classes with their public methods/properti
   linearized_prediction ntk_test_prediction train_ngd limiting_factors limiting_function_kernel; VARIANTS;
   FisherVariant Exact BlockDiagonal TriDiagonal KFAC UnitWise . check_rho (the rest through the functions)
 * ngdlib.deep_linear: loss gradients gd_step balancedness balancedness_gaps
-  deficiency_margin sigma_min balanced_init whitened_data WhitenedData data_loss train_gd
-  gradient_flow end_to_end_velocity balanced_velocity psd_power
-  theorem1_delta_bound theorem1_eta_bound theorem1_rate flow_rate; RECALLED_T1_CONSTANTS
+  deficiency_margin sigma_min balanced_init data_loss train_gd gradient_flow end_to_end_velocity balanced_velocity
+  arora_theorem1_delta_bound arora_theorem1_eta_bound arora_theorem1_rate flow_rate; RECALLED_T1_CONSTANTS
 * ngdlib.chatterjee: grad_ratio sampled_ratio_min sample_ball toy_loss toy_alpha toy_hessian_bound criterion_ratio
   gd_certificate gradient_descent; alpha_lower_bound hessian_bound
 
@@ -72,6 +71,7 @@ import pytest
 import torch
 
 import ngdlib
+from ngdlib import _linalg
 from ngdlib import approx_fisher as af
 from ngdlib import chatterjee as ch
 from ngdlib import deep_linear as dl
@@ -106,7 +106,7 @@ def deep(n=5, widths=(6, 7, 8), activation="relu", bias=True):
 def lin():
     """A depth-2 linear network 3 -> 4 -> 2, a target Phi (2 x 3), whitened data (10 samples)."""
     layers = dl.gaussian_init([3, 4, 2], 0.5, seed=0)
-    data = dl.whitened_data(10, 3, 2, seed=2)
+    data = ngdlib.data.whitened_data(10, 3, 2, seed=2)
     A = torch.randn(3, 3, generator=_g(3), dtype=F64)
     return {"layers": layers, "Phi": 0.5 * torch.randn(2, 3, generator=_g(1), dtype=F64),
             "W": dl.end_to_end(layers), "X": data.X, "Y": data.Y, "M": A @ A.T + torch.eye(3, dtype=F64)}
@@ -331,16 +331,16 @@ SPECS += [
     S("deep_linear.deficiency_margin", lin, lambda a: dl.deficiency_margin(a["W"], a["Phi"]),
       W=WITH_REF, Phi=WITH_REF + [("short", "same shape")]),
     S("deep_linear.balanced_init", lin, lambda a: dl.balanced_init(a["Phi"], [4, 3]), Phi=BASIC),
-    S("deep_linear.whitened_data", lambda: {"P": torch.ones(2, 3, dtype=F64)},
-      lambda a: dl.whitened_data(10, 3, 2, Phi_true=a["P"]), P=BASIC + [("short", "d_out x d_in")]),
+    S("data.whitened_data", lambda: {"P": torch.ones(2, 3, dtype=F64)},
+      lambda a: ngdlib.data.whitened_data(10, 3, 2, Phi_true=a["P"]), P=BASIC + [("short", "d_out x d_in")]),
     S("deep_linear.data_loss", lin, lambda a: dl.data_loss(a["layers"], a["X"], a["Y"]), **_LAY,
       X=WITH_REF + [("short", "n x d_0")], Y=WITH_REF + [("short", "n x d_0")]),
-    S("deep_linear.psd_power", lin, lambda a: dl.psd_power(a["M"], 0.5), M=BASIC + [("short", "square")]),
+    S("_linalg.psd_power", lin, lambda a: _linalg.psd_power(a["M"], 0.5), M=BASIC + [("short", "square")]),
     S("deep_linear.balanced_velocity", lin, lambda a: dl.balanced_velocity(a["W"], a["Phi"], 3),
       W=WITH_REF + [("short", "same shape")], Phi=WITH_REF + [("short", "same shape")]),
-    S("deep_linear.theorem1_delta_bound", lin, lambda a: dl.theorem1_delta_bound(0.1, a["Phi"], 3),
+    S("deep_linear.arora_theorem1_delta_bound", lin, lambda a: dl.arora_theorem1_delta_bound(0.1, a["Phi"], 3),
       Phi=[m if m != "list" else ("list", "Phi") for m in BASIC]),   # Phi may be a tensor or the number ||Phi||_F
-    S("deep_linear.theorem1_eta_bound", lin, lambda a: dl.theorem1_eta_bound(0.1, a["Phi"], 3),
+    S("deep_linear.arora_theorem1_eta_bound", lin, lambda a: dl.arora_theorem1_eta_bound(0.1, a["Phi"], 3),
       Phi=[m if m != "list" else ("list", "Phi") for m in BASIC]),
 ]
 
@@ -487,10 +487,16 @@ CASES = [
      lambda: ngdlib.limiting_activation_gram(2 * core()["X"]), ("Assumption 1", "unit norm")),
     ("kernels.limiting_gram: 1-D input", lambda: ngdlib.limiting_gram(core()["X"][0]), "2 dimension"),
     # ---------------------------------------------------------------- data
-    ("data.sphere: n negative", lambda: ngdlib.sphere(-1, 3), "n >= 1"),
-    ("data.sphere: d = 0", lambda: ngdlib.sphere(3, 0), "d >= 1"),
-    ("data.sphere: n is a bool", lambda: ngdlib.sphere(True, 3), "n >= 1"),
+    ("data.sphere: n negative", lambda: ngdlib.sphere(-1, 3), "n must be an int >= 1"),
+    ("data.sphere: d = 0", lambda: ngdlib.sphere(3, 0), "d must be an int >= 1"),
+    ("data.sphere: n is a bool", lambda: ngdlib.sphere(True, 3), "n must be an int >= 1"),
     ("data.sphere: int dtype", lambda: ngdlib.sphere(3, 3, dtype=torch.int64), "float32 or float64"),
+    ("data.sphere_teacher: n_test = 0", lambda: ngdlib.data.sphere_teacher(3, 3, n_test=0), "n_test"),
+    ("data.sphere_teacher: frequency NaN", lambda: ngdlib.data.sphere_teacher(3, 3, frequency=NAN), "frequency"),
+    ("data.sphere_teacher: d = 1", lambda: ngdlib.data.sphere_teacher(3, 1), "parallel"),
+    ("data.sphere_teacher: n is a bool", lambda: ngdlib.data.sphere_teacher(True, 3), "n must be an int >= 1"),
+    ("data.teacher: X 1-D", lambda: ngdlib.data.teacher(torch.ones(3, dtype=F64), 0), "2 dimension"),
+    ("data.teacher: frequency 0", lambda: ngdlib.data.teacher(ngdlib.sphere(3, 3), 0, frequency=0.0), "frequency"),
     ("data.sphere: float16", lambda: ngdlib.sphere(3, 3, dtype=torch.float16), "float32 or float64"),
     ("data.sphere: unknown device", lambda: ngdlib.sphere(3, 3, device="tpu"), "device"),
     ("data.sphere: seed is a float", lambda: ngdlib.sphere(3, 3, seed=0.5), "seed"),
@@ -742,8 +748,8 @@ CASES = [
                                                             torch.ones(3, 3, dtype=F64)), "overflowed"),
     ("deep_linear.balancedness: gaps overflow", lambda: dl.balancedness([torch.full((3, 3), 1e200, dtype=F64)] * 2),
      "overflowed"),
-    ("deep_linear.theorem1_eta_bound: ||Phi||^((6N-4)/N) overflows",
-     lambda: dl.theorem1_eta_bound(1e-3, 1e300, 50), "overflowed"),
+    ("deep_linear.arora_theorem1_eta_bound: ||Phi||^((6N-4)/N) overflows",
+     lambda: dl.arora_theorem1_eta_bound(1e-3, 1e300, 50), "overflowed"),
     ("chatterjee.toy_alpha: |x0|^2 overflows", lambda: ch.toy_alpha(torch.tensor([1e200, 0.0], dtype=F64), 1.0),
      "overflowed"),
     ("chatterjee.criterion_ratio: r^2 alpha overflows", lambda: ch.criterion_ratio(1e-300, 1e300, 1e300),
@@ -781,40 +787,57 @@ CASES = [
     ("models.gaussian_init: int dtype", lambda: dl.gaussian_init([3, 2], 0.5, dtype=torch.int64),
      "float32 or float64"),
     ("models.gaussian_init: unknown device", lambda: dl.gaussian_init([3, 2], 0.5, device="gpu"), "device"),
-    ("deep_linear.whitened_data: n < d_in", lambda: dl.whitened_data(3, 5, 1), "n >= d_in"),
-    ("deep_linear.whitened_data: n = 1 < d_in", lambda: dl.whitened_data(1, 2, 1), "n >= d_in"),
-    ("deep_linear.whitened_data: noise NaN", lambda: dl.whitened_data(10, 3, 2, noise=NAN), "noise"),
-    ("deep_linear.whitened_data: d_out = 0", lambda: dl.whitened_data(10, 3, 0), "d_out"),
-    ("deep_linear.whitened_data: float16", lambda: dl.whitened_data(10, 3, 2, dtype=torch.float16),
+    ("data.whitened_data: n < d_in", lambda: ngdlib.data.whitened_data(3, 5, 1), "n >= d_in"),
+    ("data.whitened_data: n = 1 < d_in", lambda: ngdlib.data.whitened_data(1, 2, 1), "n >= d_in"),
+    ("data.whitened_data: noise NaN", lambda: ngdlib.data.whitened_data(10, 3, 2, noise=NAN), "noise"),
+    ("data.whitened_data: d_out = 0", lambda: ngdlib.data.whitened_data(10, 3, 0), "d_out"),
+    ("data.whitened_data: float16", lambda: ngdlib.data.whitened_data(10, 3, 2, dtype=torch.float16),
      "float32 or float64"),
     ("deep_linear.data_loss: X and Y row counts differ",
      lambda: dl.data_loss(lin()["layers"], lin()["X"], lin()["Y"][:-1]), "n x d_0"),
     ("deep_linear.sigma_min: 1-D", lambda: dl.sigma_min(torch.ones(3, dtype=F64)), "2 dimension"),
     ("deep_linear.deficiency_margin: shapes differ",
      lambda: dl.deficiency_margin(lin()["W"], lin()["Phi"].T), "same shape"),
-    ("deep_linear.psd_power: not PSD", lambda: dl.psd_power(-torch.eye(2, dtype=F64), 0.5),
+    ("_linalg.psd_power: not PSD", lambda: _linalg.psd_power(-torch.eye(2, dtype=F64), 0.5),
      "positive semi-definite"),
-    ("deep_linear.psd_power: not symmetric", lambda: dl.psd_power(torch.tensor([[1.0, 2.0], [0.0, 1.0]],
+    ("_linalg.psd_power: not symmetric", lambda: _linalg.psd_power(torch.tensor([[1.0, 2.0], [0.0, 1.0]],
                                                                                 dtype=F64), 0.5), "symmetric"),
-    ("deep_linear.psd_power: p NaN", lambda: dl.psd_power(lin()["M"], NAN), "p"),
-    ("deep_linear.psd_power: negative power of a singular matrix",
-     lambda: dl.psd_power(torch.diag(torch.tensor([1.0, 0.0], dtype=F64)), -0.5), COND),
+    ("_linalg.psd_power: p NaN", lambda: _linalg.psd_power(lin()["M"], NAN), "p"),
+    ("_linalg.psd_power: negative power of a singular matrix",
+     lambda: _linalg.psd_power(torch.diag(torch.tensor([1.0, 0.0], dtype=F64)), -0.5), COND),
+    ("_linalg.rank_rtol: a list", lambda: _linalg.rank_rtol([[1.0]]), "float32 or float64 matrix"),
+    ("_linalg.rank_rtol: float16", lambda: _linalg.rank_rtol(torch.eye(2, dtype=torch.float16)), "float32 or float64"),
+    ("_linalg.max_trusted_cond: float16", lambda: _linalg.max_trusted_cond(torch.float16), "float32 or float64"),
+    ("_linalg.psd_eigh_floor: not square", lambda: _linalg.psd_eigh_floor(torch.ones(2, 3, dtype=F64)), "square"),
+    ("_linalg.pinv: NaN", lambda: _linalg.pinv(torch.full((2, 2), NAN, dtype=F64)), "NaN"),
+    ("_linalg.pinv_psd: indefinite", lambda: _linalg.pinv_psd(torch.diag(torch.tensor([1.0, -1.0], dtype=F64))),
+     "positive semi-definite"),
+    ("_linalg.numerical_rank: 1-D", lambda: _linalg.numerical_rank(torch.ones(3, dtype=F64)), "2 dimension"),
+    ("_linalg.psd_eigh: singular", lambda: _linalg.psd_eigh(torch.zeros(2, 2, dtype=F64), "G", "fix it"),
+     ("G", "singular", "fix it")),
+    ("_linalg.solve_psd: singular",
+     lambda: _linalg.solve_psd(torch.zeros(2, 2, dtype=F64), torch.ones(2, dtype=F64), "G", "fix it"), ("G", COND)),
+    ("_linalg.solve_psd_cholesky: indefinite",
+     lambda: _linalg.solve_psd_cholesky(-torch.eye(2, dtype=F64), torch.ones(2, dtype=F64), "G", "fix it"),
+     ("G", "fix it")),
+    ("_linalg.check_full_column_rank: n < d",
+     lambda: _linalg.check_full_column_rank(torch.ones(1, 2, dtype=F64), "Theorem 4"), ("Theorem 4", "rank")),
     ("deep_linear.balanced_velocity: depth 0", lambda: dl.balanced_velocity(lin()["W"], lin()["Phi"], 0), "depth N"),
     ("deep_linear.balanced_velocity: depth a float", lambda: dl.balanced_velocity(lin()["W"], lin()["Phi"], 2.0),
      "depth N"),
-    ("deep_linear.theorem1_delta_bound: depth 0", lambda: dl.theorem1_delta_bound(0.1, 1.0, 0), "depth N"),
-    ("deep_linear.theorem1_delta_bound: margin NaN", lambda: dl.theorem1_delta_bound(NAN, 1.0, 3),
+    ("deep_linear.arora_theorem1_delta_bound: depth 0", lambda: dl.arora_theorem1_delta_bound(0.1, 1.0, 0), "depth N"),
+    ("deep_linear.arora_theorem1_delta_bound: margin NaN", lambda: dl.arora_theorem1_delta_bound(NAN, 1.0, 3),
      "deficiency margin"),
-    ("deep_linear.theorem1_delta_bound: constant 0", lambda: dl.theorem1_delta_bound(0.1, 1.0, 3, constant=0.0),
+    ("deep_linear.arora_theorem1_delta_bound: constant 0", lambda: dl.arora_theorem1_delta_bound(0.1, 1.0, 3, constant=0.0),
      "constant"),
-    ("deep_linear.theorem1_delta_bound: Phi = 0", lambda: dl.theorem1_delta_bound(0.1, torch.zeros(2, 2, dtype=F64),
+    ("deep_linear.arora_theorem1_delta_bound: Phi = 0", lambda: dl.arora_theorem1_delta_bound(0.1, torch.zeros(2, 2, dtype=F64),
                                                                                   3), "Phi"),
-    ("deep_linear.theorem1_eta_bound: margin 0", lambda: dl.theorem1_eta_bound(0.0, 1.0, 3), "deficiency margin"),
-    ("deep_linear.theorem1_eta_bound: ||Phi|| negative", lambda: dl.theorem1_eta_bound(0.1, -1.0, 3), "Phi"),
-    ("deep_linear.theorem1_eta_bound: constant negative",
-     lambda: dl.theorem1_eta_bound(0.1, 1.0, 3, constant=-6144.0), "constant"),
-    ("deep_linear.theorem1_rate: eta NaN", lambda: dl.theorem1_rate(NAN, 0.1, 3), "eta"),
-    ("deep_linear.theorem1_rate: depth -1", lambda: dl.theorem1_rate(0.1, 0.1, -1), "depth N"),
+    ("deep_linear.arora_theorem1_eta_bound: margin 0", lambda: dl.arora_theorem1_eta_bound(0.0, 1.0, 3), "deficiency margin"),
+    ("deep_linear.arora_theorem1_eta_bound: ||Phi|| negative", lambda: dl.arora_theorem1_eta_bound(0.1, -1.0, 3), "Phi"),
+    ("deep_linear.arora_theorem1_eta_bound: constant negative",
+     lambda: dl.arora_theorem1_eta_bound(0.1, 1.0, 3, constant=-6144.0), "constant"),
+    ("deep_linear.arora_theorem1_rate: eta NaN", lambda: dl.arora_theorem1_rate(NAN, 0.1, 3), "eta"),
+    ("deep_linear.arora_theorem1_rate: depth -1", lambda: dl.arora_theorem1_rate(0.1, 0.1, -1), "depth N"),
     ("deep_linear.flow_rate: margin negative", lambda: dl.flow_rate(-0.1, 3), "deficiency margin"),
     ("deep_linear.flow_rate: depth is a bool", lambda: dl.flow_rate(0.1, True), "depth N"),
     ("train.History.tensor: unknown series of train_gd",
@@ -972,12 +995,12 @@ N1_OK = [
     ("deep_linear.balancedness: depth 1", lambda: dl.balancedness([lin()["Phi"]])),
     ("deep_linear.train_gd: depth 1", lambda: dl.train_gd([lin()["W"]], lin()["Phi"], 0.1, 3)[1].tensor("loss")),
     ("deep_linear.balanced_init: depth 1", lambda: dl.balanced_init(lin()["Phi"], [])),
-    ("deep_linear.theorem1_delta_bound: depth 1", lambda: dl.theorem1_delta_bound(0.1, lin()["Phi"], 1)),
-    ("deep_linear.whitened_data: n = 1, d_in = 1", lambda: dl.whitened_data(1, 1, 1).Phi),
+    ("deep_linear.arora_theorem1_delta_bound: depth 1", lambda: dl.arora_theorem1_delta_bound(0.1, lin()["Phi"], 1)),
+    ("data.whitened_data: n = 1, d_in = 1", lambda: ngdlib.data.whitened_data(1, 1, 1).Phi),
     ("deep_linear.data_loss: one sample", lambda: dl.data_loss([torch.ones(1, 1, dtype=F64)],
                                                                torch.ones(1, 1, dtype=F64),
                                                                torch.ones(1, 1, dtype=F64))),
-    ("deep_linear.psd_power: 1 x 1", lambda: dl.psd_power(torch.full((1, 1), 4.0, dtype=F64), -0.5)),
+    ("_linalg.psd_power: 1 x 1", lambda: _linalg.psd_power(torch.full((1, 1), 4.0, dtype=F64), -0.5)),
     ("chatterjee.grad_ratio: a single point", lambda: ch.grad_ratio(ch.toy_loss, cha()["x0"])),
     ("chatterjee.sample_ball: k = 1", lambda: ch.sample_ball(cha()["x0"], 1.0, 1)),
     ("models.FeedForward.loss: n = 1", lambda: cha()["net"].loss(cha()["theta"], cha()["X"][:1], cha()["y"][:1])),
@@ -1089,7 +1112,7 @@ def test_cuda_device_without_gpu_is_refused():
 
 # ======================================================================================================== coverage
 MODULES = ["models", "curvature", "kernels", "data", "train", "records", "testing", "reference",
-           "approx_fisher", "deep_linear", "chatterjee"]
+           "approx_fisher", "deep_linear", "chatterjee", "_linalg"]
 
 #: Public callables with no malformed input to refuse (or whose refusal would break their contract), and why.
 EXEMPT = {
@@ -1114,7 +1137,7 @@ EXEMPT = {
     "approx_fisher.MultiSignals.n": "property, no arguments",
     "approx_fisher.MultiSignals.c": "property, no arguments",
     "approx_fisher.MultiSignals.stacked": "no arguments (reshapes a validated record)",
-    "deep_linear.WhitenedData": "plain record returned by whitened_data (validated there)",
+    "data.WhitenedData": "plain record returned by whitened_data (validated there)",
     "models.FeedForward.depth": "property, no arguments",
     "train.History": "plain record returned by every trainer (validated there)",
     "train.History.steps": "property, no arguments",

@@ -88,7 +88,7 @@ CASES = [
     ("model nu NaN", lambda: ngdlib.TwoLayerReLU(3, 4, nu=float("nan")), "nu"),
     ("model int dtype", lambda: ngdlib.TwoLayerReLU(3, 4, dtype=torch.int64), "floating"),
     ("model seed float", lambda: ngdlib.TwoLayerReLU(3, 4, seed=1.5), "seed"),
-    ("sphere n = 0", lambda: ngdlib.sphere(0, 3), "n >= 1"),
+    ("sphere n = 0", lambda: ngdlib.sphere(0, 3), "n must be an int >= 1"),
     ("sphere d = 1", lambda: ngdlib.sphere(3, 1), "parallel"),
     ("dense Jacobian too big", lambda: ngdlib.TwoLayerReLU(100, 100_000).jacobian(ngdlib.sphere(10, 100)), "dense"),
     ("reference too big", lambda: reference.fisher(ngdlib.TwoLayerReLU(10, 1000), ngdlib.sphere(5, 10)), "tiny"),

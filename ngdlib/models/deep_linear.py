@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from .._checks import check_device, check_dtype, check_finite_result, check_number, check_tensor
+from .._checks import check_device, check_dtype, check_finite_result, check_positive, check_tensor
 from ..device import generator
 
 __all__ = ["check_layers", "dims", "end_to_end", "gaussian_init"]
@@ -21,7 +21,12 @@ __all__ = ["check_layers", "dims", "end_to_end", "gaussian_init"]
 
 def check_layers(layers) -> list:
     """Check a deep linear network: a non-empty list of finite 2-D float tensors, same dtype and device, with
-    chaining shapes ``layers[j].shape[1] == layers[j-1].shape[0]`` (W_j is d_j x d_{j-1}). Returns it as a list."""
+    chaining shapes ``layers[j].shape[1] == layers[j-1].shape[0]`` (W_j is d_j x d_{j-1}). Returns it as a list.
+
+    Raises:
+        ValueError: if layers is not a non-empty list of finite 2-D float tensors of one dtype and device whose
+            shapes chain.
+    """
     if not isinstance(layers, (list, tuple)) or len(layers) == 0:
         raise ValueError("layers must be a non-empty list [W_1, ..., W_N] of 2-D tensors (W_j is d_j x d_{j-1})")
     layers = list(layers)
@@ -88,11 +93,15 @@ def gaussian_init(widths, std: float, seed: int = 0, dtype: torch.dtype = torch.
         seed: seed of the CPU generator (draws in float64, then cast and moved).
         dtype: dtype of the returned layers.
         device: device of the returned layers (default CPU).
+
+    Raises:
+        ValueError: if widths is not a sequence of at least two positive ints, std is not positive, or the dtype /
+            device is not usable.
     """
     widths = list(widths)
     if len(widths) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
         raise ValueError(f"widths must be a sequence (d_0, ..., d_N) of at least two positive ints, got {widths!r}")
-    std = check_number("std", std, low=0.0, low_open=True)
+    std = check_positive("std", std)
     check_dtype(dtype)
     check_device(device)
     g = generator(seed)

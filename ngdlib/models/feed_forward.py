@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from .._checks import (check_device, check_dtype, check_finite_result, check_number, check_same_dtype_device,
+from .._checks import (check_device, check_dtype, check_finite_result, check_positive, check_same_dtype_device,
                        check_tensor, check_vector)
 from ..device import generator
 
@@ -17,10 +17,6 @@ FEEDFORWARD_ACTIVATIONS = {
     "softplus": torch.nn.functional.softplus,
     "sigmoid": torch.sigmoid,
 }
-
-
-def _pos(name, v, allow_zero=False) -> float:
-    return check_number(name, v, low=0.0, low_open=not allow_zero)
 
 
 class FeedForward:
@@ -60,7 +56,7 @@ class FeedForward:
                              f"{sorted(FEEDFORWARD_ACTIVATIONS)}; got {activation!r}")
         self.d, self.widths, self.activation = d, widths, activation
         self.sigma = FEEDFORWARD_ACTIVATIONS[activation]
-        self.scale = _pos("scale (the output scale lambda)", scale)
+        self.scale = check_positive("scale (the output scale lambda)", scale)
         dims = [d] + widths
         self.shapes = [(dims[l + 1], dims[l]) for l in range(len(widths))] + [(widths[-1],)]
         self.sizes = [math.prod(s) for s in self.shapes]
@@ -97,9 +93,9 @@ class FeedForward:
         """Chatterjee's kind of start: :math:`W_1 = 0`; hidden weights :math:`W_l` (l >= 2) with i.i.d. entries
         uniform on [hidden_low, hidden_high] divided by :math:`\\sqrt{m_{l-1}}` (positive); output weights
         :math:`a = a_{norm} \\mathbf 1 / \\sqrt{m_L}` (positive, norm ``a_norm``). Large outputs come from ``scale``."""
-        a_norm = _pos("a_norm (the norm of the output weights)", a_norm)
-        hidden_low = _pos("hidden_low (the smallest hidden weight, times sqrt(m))", hidden_low, allow_zero=True)
-        hidden_high = _pos("hidden_high (the largest hidden weight, times sqrt(m))", hidden_high, allow_zero=True)
+        a_norm = check_positive("a_norm (the norm of the output weights)", a_norm)
+        hidden_low = check_positive("hidden_low (the smallest hidden weight, times sqrt(m))", hidden_low, allow_zero=True)
+        hidden_high = check_positive("hidden_high (the largest hidden weight, times sqrt(m))", hidden_high, allow_zero=True)
         if hidden_low > hidden_high:
             raise ValueError(f"hidden_low = {hidden_low} must be <= hidden_high = {hidden_high}")
         check_dtype(dtype)

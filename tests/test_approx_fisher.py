@@ -1,4 +1,4 @@
-"""Part II-a (Karakida & Osawa 2020): deep NTK MLP and approximate-Fisher function-space kernels.
+"""ngdlib.approx_fisher: approximate-Fisher function-space kernels (Karakida & Osawa 2020).
 
 Every fast (dual, N x N) path of ngdlib.models.deep_mlp and ngdlib.approx_fisher is compared with a dense float64 reference that
 shares none of its algebra: the Jacobian from torch.func.jacrev, the P x P approximate Fisher built by masking J^T J / N
@@ -8,6 +8,8 @@ Tolerance: a backward-stable (pseudo-)inverse has relative error of order kappa 
 of the matrix inverted on its range. Each comparison uses rtol = 100 * kappa * eps (at least 1e-10), where kappa is
 measured on the dense approximate Fisher of that case; the factor 100 covers the O(P) accumulation in the dense
 products.
+
+(Split from tests/test_part2a.py: tests are named after the module they test.)
 """
 import math
 
@@ -19,28 +21,10 @@ from ngdlib import approx_fisher as af
 from ngdlib import reference
 from ngdlib.models import DeepMLP
 from ngdlib.testing import assert_close
+from tests.deep_cases import MODELS, SEEDS, build
+
 
 EPS64 = torch.finfo(torch.float64).eps
-
-# name, widths (M_0, hidden...), activation, bias, N
-MODELS = [
-    ("relu-L3", (6, 7, 8), "relu", True, 5),
-    ("tanh-L3", (6, 7, 8), "tanh", True, 5),
-    ("relu-L2-nobias", (6, 9), "relu", False, 5),
-    ("tanh-L4", (7, 7, 8, 9), "tanh", True, 5),
-    ("tanh-L5", (6, 6, 7, 6, 8), "tanh", True, 5),      # L = 5 = 3s + 2: T singular
-    ("relu-L1", (7,), "relu", True, 5),                 # a single (output) layer: a linear model
-]
-SEEDS = [0, 1]
-
-
-def build(spec, seed, dtype=torch.float64, device="cpu"):
-    _, widths, act, bias, n = spec
-    X = ngdlib.sphere(n, widths[0], seed=seed, dtype=dtype, device=device)
-    Xt = ngdlib.sphere(3, widths[0], seed=seed + 50, dtype=dtype, device=device)
-    model = DeepMLP(widths, activation=act, bias=bias, seed=seed + 100, dtype=dtype, device=device)
-    r = torch.randn(n, generator=torch.Generator().manual_seed(seed + 200), dtype=torch.float64).to(device, dtype)
-    return model, X, Xt, r
 
 
 def dense_cond(model, X, variant):
@@ -64,56 +48,8 @@ def flat(V):
     return torch.cat([v.reshape(-1) for v in V])
 
 
-# ------------------------------------------------------------------------------------------------ the model
-@pytest.mark.parametrize("spec", MODELS, ids=[m[0] for m in MODELS])
-@pytest.mark.parametrize("seed", SEEDS)
-def test_signals_match_autodiff(spec, seed):
-    model, X, Xt, r = build(spec, seed)
-    J = model.autodiff_jacobian(X)
-    cmp(model.jacobian(X), J, 1e-12, "Jacobian from signals vs torch.func.jacrev")
-    sizes = model.layer_sizes()
-    blocks = torch.split(J, sizes, dim=1)
-    for l, (G, Jl) in enumerate(zip(model.layer_grams(X), blocks)):
-        cmp(G, Jl @ Jl.T, 1e-12, f"Theta_{l + 1} = (D D^T) * (A A^T) vs J_l J_l^T")
-    J2 = model.autodiff_jacobian(Xt)
-    cmp(model.ntk(X, Xt), J2 @ J.T, 1e-12, "cross NTK Theta(X', X)")
-    V = [torch.randn(p.shape, generator=torch.Generator().manual_seed(5 + l), dtype=torch.float64)
-         for l, p in enumerate(model.blocks)]
-    cmp(model.jvp(X, V), J @ flat(V), 1e-12, "J V")
-    cmp(flat(model.vjp(X, r)), J.T @ r, 1e-12, "J^T r")
-    with torch.no_grad():
-        cmp(model.signals(X).f, model(X), 1e-14, "signals.f vs forward")
-    l = model.L
-    i = model.widths[l] - 1
-    lo = sum(sizes[: l - 1]) + i * model.blocks[l - 1].shape[1]
-    cmp(model.unit_jacobian(X, l, i), J[:, lo: lo + model.blocks[l - 1].shape[1]], 1e-12, "unit Jacobian")
-
-
-def test_forward_written_out():
-    """u_l = sigma_w / sqrt(M_{l-1}) W_l h_{l-1} + sigma_b b_l, written with explicit loops over units."""
-    model = DeepMLP((3, 4, 2), activation="tanh", sigma_w=1.3, sigma_b=0.7, seed=4)
-    X = ngdlib.sphere(2, 3, seed=1)
-    out = []
-    for x in X:
-        h = x
-        for l, P in enumerate(model.blocks):
-            M = h.shape[0]
-            u = torch.stack([1.3 / math.sqrt(M) * sum(P[i, j] * h[j] for j in range(M)) + 0.7 * P[i, M]
-                             for i in range(P.shape[0])])
-            h = torch.tanh(u) if l < model.L - 1 else u
-        out.append(h[0])
-    with torch.no_grad():
-        cmp(model(X), torch.stack(out).detach(), 1e-14, "forward vs definition")
-
-
-def test_init_is_seeded_and_device_independent_in_values():
-    a = DeepMLP((3, 5), seed=7)
-    b = DeepMLP((3, 5), seed=7)
-    c = DeepMLP((3, 5), seed=8)
-    assert all(torch.equal(p, q) for p, q in zip(a.blocks, b.blocks))
-    assert not torch.equal(a.blocks[0], c.blocks[0])
-    f32 = DeepMLP((3, 5), seed=7, dtype=torch.float32)
-    assert torch.allclose(f32.blocks[0].double(), a.blocks[0], atol=1e-6)
+# ------------------------------------------------------------------------------------------------ dtype / device
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
 
 # ------------------------------------------------------------------------------------------------ kernels vs dense
@@ -322,10 +258,6 @@ def test_limiting_bad_inputs():
         af.limiting_function_kernel(DeepMLP((10, 4, 4, 4, 4)), X, "tri_diag")
 
 
-# ------------------------------------------------------------------------------------------------ dtype / device
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
-
-
 @pytest.mark.parametrize("dev", DEVICES)
 @pytest.mark.parametrize("variant", af.VARIANTS)
 def test_float32_and_device_follow_inputs(dev, variant):
@@ -337,22 +269,6 @@ def test_float32_and_device_follow_inputs(dev, variant):
     assert V[0].dtype == torch.float32 and V[0].device.type == dev
     # float32 tier: error about kappa * 2^-23; 1e-3 relative covers kappa up to ~1e4 (measured kappa here < 1e3)
     cmp(K, af.function_kernel(model64, X64, variant), 2e-3, f"{variant} float32 vs float64")
-
-
-# ------------------------------------------------------------------------------------------------ bad input
-def test_bad_model_arguments():
-    with pytest.raises(ValueError, match="widths"):
-        DeepMLP((3, 0))
-    with pytest.raises(ValueError, match="widths"):
-        DeepMLP(())
-    with pytest.raises(ValueError, match="activation"):
-        DeepMLP((3, 4), activation="gelu")
-    with pytest.raises(ValueError, match="sigma_w"):
-        DeepMLP((3, 4), sigma_w=-1.0)
-    with pytest.raises(ValueError, match="sigma_b"):
-        DeepMLP((3, 4), sigma_b=float("nan"))
-    with pytest.raises(ValueError, match="dtype"):
-        DeepMLP((3, 4), dtype=torch.int64)
 
 
 def test_bad_inputs():

@@ -1,0 +1,113 @@
+"""ngdlib._linalg against numpy / scipy with an explicitly stated cut-off (float64).
+
+The library's rank policy is sigma_i > max(m, n) * eps * sigma_max; numpy's ``pinv`` takes ``rcond`` relative to
+sigma_max, so the references below pass ``rcond = max(m, n) * eps`` explicitly (numpy's own default is 1e-15, a
+different number: it must not be relied on). Matrices are built with a known spectrum, so the expected rank is
+known exactly, and with a clear gap around the cut-off, so that both sides make the same rank decision.
+"""
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from ngdlib import _linalg
+
+F64 = torch.float64
+EPS = float(np.finfo(np.float64).eps)
+
+
+def _with_spectrum(sv, m, n, seed):
+    """An m x n matrix with singular values ``sv`` (padded with exact zeros) and random orthogonal factors."""
+    rng = np.random.default_rng(seed)
+    U, _ = np.linalg.qr(rng.standard_normal((m, m)))
+    V, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    S = np.zeros((m, n))
+    k = len(sv)
+    S[:k, :k] = np.diag(sv)
+    return U @ S @ V.T
+
+
+def _psd_with_spectrum(ev, seed):
+    rng = np.random.default_rng(seed)
+    Q, _ = np.linalg.qr(rng.standard_normal((len(ev), len(ev))))
+    A = (Q * np.asarray(ev)) @ Q.T
+    return (A + A.T) / 2
+
+
+def test_rank_rtol_is_the_lapack_convention():
+    A = torch.zeros(7, 3, dtype=F64)
+    assert _linalg.rank_rtol(A) == 7 * EPS
+    assert _linalg.rank_rtol(A.float()) == 7 * float(np.finfo(np.float32).eps)
+    # torch's own default for pinv / matrix_rank is the same number: the policy is the field's convention
+    B = torch.from_numpy(_with_spectrum([1.0, 1e-3, 3 * EPS], 6, 4, 0))
+    assert int(torch.linalg.matrix_rank(B)) == _linalg.numerical_rank(B) == 2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("shape", [(6, 4), (4, 6), (5, 5)])
+def test_pinv_matches_numpy_with_explicit_rcond(seed, shape):
+    m, n = shape
+    # rank 3: singular values 1, 0.1, 1e-3 kept, 1e-17 (far below 6 eps ~ 1.3e-15) dropped
+    A = _with_spectrum([1.0, 0.1, 1e-3, 1e-17], m, n, seed)
+    ref = np.linalg.pinv(A, rcond=max(m, n) * EPS)
+    got = _linalg.pinv(torch.from_numpy(A)).numpy()
+    # both sides invert singular values >= 1e-3: round-off ~ eps * cond = eps * 1e3, times a modest factor 1e2
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e2 * EPS * 1e3 * np.abs(ref).max())
+    assert _linalg.numerical_rank(torch.from_numpy(A)) == 3 == np.linalg.matrix_rank(A, tol=max(m, n) * EPS)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pinv_psd_and_floor_match_scipy(seed):
+    ev = [2.0, 1.0, 0.5, 1e-4, 0.0, 0.0]          # rank 4; the zeros come out as O(eps) round-off
+    A = _psd_with_spectrum(ev, seed)
+    ref = scipy.linalg.pinvh(A, atol=0.0, rtol=len(ev) * EPS)
+    got = _linalg.pinv_psd(torch.from_numpy(A)).numpy()
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e2 * EPS * 1e4 * np.abs(ref).max())
+    evals, evecs, keep = _linalg.psd_eigh_floor(torch.from_numpy(A))
+    assert int(keep.sum()) == 4
+    # the kept eigenpairs reproduce A (the dropped ones are round-off)
+    V = evecs[:, keep]
+    np.testing.assert_allclose(((V * evals[keep]) @ V.T).numpy(), A, rtol=0, atol=1e2 * EPS * 2.0)
+
+
+def test_pinv_psd_refuses_an_indefinite_matrix():
+    A = torch.from_numpy(_psd_with_spectrum([1.0, -0.5, 0.2], 0))
+    with pytest.raises(ValueError, match="positive semi-definite"):
+        _linalg.pinv_psd(A, "the test matrix")
+
+
+@pytest.mark.parametrize("p", [0.5, 1.0, 1.5, 1 / 3, -0.5])
+def test_psd_power_matches_scipy(p):
+    ev = [3.0, 1.0, 0.25] + ([] if p < 0 else [0.0])
+    A = _psd_with_spectrum(ev, 3)
+    ref = scipy.linalg.fractional_matrix_power(A, p).real if p < 0 else None
+    if ref is None:                               # scipy's fractional power is unreliable on singular matrices
+        w, Q = np.linalg.eigh(A)
+        w = np.where(w > len(ev) * EPS * w.max(), w, 0.0)
+        ref = (Q * w ** p) @ Q.T
+    got = _linalg.psd_power(torch.from_numpy(A), p).numpy()
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e3 * EPS * np.abs(ref).max() * 16)
+    assert np.array_equal(_linalg.psd_power(torch.from_numpy(A), 0).numpy(), np.eye(len(ev)))
+
+
+def test_solvers_match_scipy_and_refuse_singular_input():
+    A = _psd_with_spectrum([4.0, 2.0, 1.0, 0.1], 5)
+    b = np.arange(1.0, 5.0)
+    ref = scipy.linalg.solve(A, b, assume_a="pos")
+    for solve in (_linalg.solve_psd, _linalg.solve_psd_cholesky):
+        got = solve(torch.from_numpy(A), torch.from_numpy(b), "A", "no remedy").numpy()
+        # cond = 40: error ~ 40 eps, bounded by 1e3 eps
+        np.testing.assert_allclose(got, ref, rtol=1e3 * EPS)
+    S = _psd_with_spectrum([1.0, 1.0, 0.0], 6)
+    for solve in (_linalg.solve_psd, _linalg.solve_psd_cholesky):
+        with pytest.raises(ValueError, match="Condition 1 for the test.*singular.*remedy here"):
+            solve(torch.from_numpy(S), torch.ones(3, dtype=F64), "Condition 1 for the test", "remedy here")
+    with pytest.raises(ValueError, match="Theorem 4.*rank"):
+        _linalg.check_full_column_rank(torch.ones(4, 2, dtype=F64), "Theorem 4")
+
+
+def test_checks_still_exports_the_moved_names():
+    from ngdlib import _checks
+
+    for name in ("psd_eigh", "solve_psd", "solve_psd_cholesky", "max_trusted_cond", "check_full_column_rank"):
+        assert getattr(_checks, name) is getattr(_linalg, name)
