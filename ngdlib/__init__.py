@@ -10,15 +10,14 @@ from . import reference, testing
 from . import bounds, losses, stability  # Part I-a: Conditions 1-2, Theorems 1-3
 from . import chatterjee, deep_linear  # Part II-b: Chatterjee's criterion, deep linear networks
 from . import generalization, kfac, matrix_free  # Part I-b: K-FAC, generalization bound, Figure 1
-from . import approx_fisher, deep  # Part II-a: Karakida & Osawa, approximate Fisher in wide networks
+from . import approx_fisher, models  # Part II-a: Karakida & Osawa, approximate Fisher in wide networks
 from ._checks import check_assumption1
 from ._linalg import max_trusted_cond
 from .curvature import gd_direction, gram_eigh, kfac_direction, ngd_direction
 from .data import forster, sphere
-from .deep import DeepMLP
 from .device import default_device
 from .kernels import limiting_activation_gram, limiting_gram
-from .models import TwoLayerReLU
+from .models import DeepMLP, TwoLayerReLU
 from .records import record
 from .train import History, train
 
@@ -32,7 +31,7 @@ __all__ = [
     "bounds",
     "chatterjee",
     "check_assumption1",
-    "deep",
+    "models",
     "deep_linear",
     "default_device",
     "forster",

@@ -1,6 +1,6 @@
 r"""Function-space kernels of exact and approximate natural gradient for deep MLPs (Karakida & Osawa 2020).
 
-Setting (:class:`~ngdlib.deep.DeepMLP`): squared loss :math:`\mathcal L = \frac{1}{2N}\|f - y\|^2`, Fisher
+Setting (:class:`~ngdlib.models.DeepMLP`): squared loss :math:`\mathcal L = \frac{1}{2N}\|f - y\|^2`, Fisher
 :math:`F = J^\top J / N`, residual :math:`r = f - y`, gradient :math:`\nabla\mathcal L = J^\top r / N`. An approximate
 Fisher :math:`G` gives the step :math:`\theta \leftarrow \theta - \eta\, G^+ \nabla \mathcal L` and, to first order, the
 function-space update
@@ -10,32 +10,21 @@ function-space update
     \bar\Theta(x', X) = \frac1N J(x')\, G^+ J(X)^\top .
 
 If :math:`\bar\Theta(X, X) = \alpha I` ("isotropic gradient in function space") the training residual evolves as
-:math:`r_t = (1 - \alpha\eta)^t r_0`, and :math:`\eta = 1/\alpha` converges in one step. The variants
-(``VARIANTS``), each computed in the dual N x N form, never with a parameter-space matrix:
+:math:`r_t = (1 - \alpha\eta)^t r_0`, and :math:`\eta = 1/\alpha` converges in one step. Each variant is a small
+object (a :class:`FisherVariant`: its blocks, its function-space kernel and step in the dual N x N form, never with a
+parameter-space matrix, its :math:`\alpha`, its infinite-width limit), looked up by name in :data:`VARIANTS`:
 
-``"exact"``
-    :math:`G = F`: :math:`\bar\Theta(x', X) = \Theta(x', X)\Theta^{-1}`, so :math:`\bar\Theta = I`, :math:`\alpha = 1`.
-``"block_diag"``
-    :math:`G = \mathrm{blockdiag}_l(J_l^\top J_l / N)`: :math:`\bar\Theta(x', X) = \sum_l \Theta_l(x', X)\Theta_l^{-1}`,
-    so :math:`\bar\Theta = L\, I` exactly whenever every layer Gram :math:`\Theta_l` is nonsingular.
-``"tri_diag"``
-    blocks :math:`(l, l')` with :math:`|l - l'| \le 1` kept. Ansatz :math:`v_l = J_l^\top \Theta_l^{-1} c_l`: the
-    system :math:`G v = J^\top r / N` becomes :math:`(T \otimes I)\, c = 1 \otimes r` with :math:`T` the L x L
-    tri-diagonal all-ones matrix, so :math:`c_l = d_l r` with :math:`T d = 1` and :math:`\bar\Theta = (1^\top d)\, I`.
-    :math:`T` is singular for :math:`L \equiv 2 \pmod 3`, but :math:`1 \perp \ker T`, so a solution still exists and
-    the pseudo-inverse adds a null-space correction that is invisible on the training set (see
-    :func:`tri_coefficients`); :math:`\alpha = 1^\top T^+ 1 = \lceil L/3 \rceil` for every L.
-``"kfac"``
-    :math:`G_l = (D_l^\top D_l / N) \otimes (A_{l-1}^\top A_{l-1} / N)` with pseudo-inverses of the factors:
-    :math:`\bar\Theta(x', X) = N \sum_l [A'A^\top (AA^\top)^+] \odot [D'D^\top (DD^\top)^+]`. With all hidden widths
-    :math:`\ge N` and :math:`M_0 (+1) \ge N` every factor projection is the identity except the output layer's
-    :math:`P_{D_L} = 11^\top/N`, hence :math:`\alpha = N(L-1) + 1` (the authors' code uses :math:`NL`, which treats
-    the output layer like a hidden one).
-``"unit_wise"``
-    one block per unit (a row :math:`[w_i \mid b_i]` of a layer block): :math:`\bar\Theta = \sum_{l,i}
-    \Theta_{l,i}(x', X)\Theta_{l,i}^+`; on the training set each unit contributes the projection onto the inputs where
-    its backward signal is non-zero. tanh: :math:`\alpha = \sum_{l<L} M_l + 1`; ReLU: a diagonal with the number of
-    active units per input (about :math:`M/2` per layer), with damping :math:`\rho` available.
+================  =====================  ===========================================================================
+name              class                  :math:`\alpha` on the training set
+================  =====================  ===========================================================================
+``"exact"``       :class:`Exact`         1
+``"block_diag"``  :class:`BlockDiagonal` L (every layer Gram nonsingular)
+``"tri_diag"``    :class:`TriDiagonal`   :math:`\lceil L/3 \rceil`
+``"kfac"``        :class:`KFAC`          :math:`N(L-1) + 1` (hidden widths and :math:`M_0 (+1) \ge N`)
+``"unit_wise"``   :class:`UnitWise`      tanh: :math:`\sum_{l<L} M_l + 1`; ReLU: about :math:`\sum_l M_l / 2 + 1`
+================  =====================  ===========================================================================
+
+The dense (P x P) oracles these are tested against live in :mod:`ngdlib.reference`.
 
 Reference: R. Karakida and K. Osawa, NeurIPS 2020, Secs. 3-5; the tri-diagonal pseudo-inverse for
 :math:`L \equiv 2 \pmod 3` and the output-layer constant of K-FAC are derived in the book (chapters K-TRI, K-KFAC).
@@ -47,13 +36,20 @@ from dataclasses import dataclass
 
 import torch
 
+from ._history import History, run_loop
 from ._checks import (check_finite_result, check_number, check_same_dtype_device, check_tensor, check_vector,
                       psd_eigh)
-from .deep import MAX_DENSE_PARAMS, DeepMLP, Signals
+from .models import DeepMLP, Signals
 from .kernels import relu_input_layer, relu_layer
 
 __all__ = [
     "VARIANTS",
+    "FisherVariant",
+    "Exact",
+    "BlockDiagonal",
+    "TriDiagonal",
+    "KFAC",
+    "UnitWise",
     "TriDiag",
     "tri_coefficients",
     "Isotropy",
@@ -64,22 +60,13 @@ __all__ = [
     "linearized_prediction",
     "ntk_test_prediction",
     "train_ngd",
-    "NGDRun",
-    "dense_fisher_approx",
-    "dense_kernel",
-    "dense_direction",
     "limiting_factors",
     "limiting_function_kernel",
     "MultiSignals",
     "multi_output_signals",
     "multi_output_kernel",
-    "dense_multi_output_kernel",
     "damped_kfac_kernel",
 ]
-
-VARIANTS = ("exact", "block_diag", "tri_diag", "kfac", "unit_wise")
-_DAMPABLE = ("exact", "block_diag", "unit_wise")
-
 
 # ---------------------------------------------------------------------------------------------------------- helpers
 @dataclass
@@ -181,72 +168,9 @@ def isotropy(K: torch.Tensor) -> Isotropy:
     )
 
 
-def predicted_alpha(model: DeepMLP, variant: str, n: int) -> float:
-    """The isotropy constant :math:`\\alpha` that the library's definitions give for ``n`` training points.
-
-    - ``exact``: 1. ``block_diag``: L. ``tri_diag``: :math:`1^\\top T^+ 1 = \\lceil L/3 \\rceil`.
-    - ``kfac`` (every factor of rank N: the hidden layer inputs and the backward signals :math:`D_l`; hidden widths
-      >= n is necessary but, for ReLU, not sufficient: the neural-tangents/curvlinops oracle found rank
-      :math:`D_2 = 6 < N = 8` at widths (10, 12, 12), and then :math:`\\alpha = \\sum_{l<L} \\mathrm{rank}\\, D_l + 1`,
-      which this closed form does not see; check the ranks, e.g. with :func:`ngdlib.reference.factor_ranks`):
-      :math:`N(L-1) + 1` when :math:`M_0` (+1 with a bias) >= n; for
-      :math:`M_0 < n`, no first-layer bias and inputs in radial isotropic position (:func:`ngdlib.data.forster`), every
-      leverage of the input factor is :math:`M_0/N` and :math:`\\alpha = N(L-2) + M_0 + 1`.
-    - ``unit_wise``: tanh (all layer inputs of size >= n): :math:`\\sum_{l=1}^{L-1} M_l + 1`. ReLU: the expectation
-      over the initialisation, :math:`\\sum_l M_l / 2 + 1` (each unit is active on an input with probability 1/2);
-      the per-sample coefficients fluctuate around it.
-
-    Raises ``ValueError`` where the library has no closed form (the kernel is then not isotropic).
-    """
-    _check_model(model)
-    _check_variant(variant)
-    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
-        raise ValueError(f"n (the number of training points) must be a positive int, got {n!r}")
-    L = model.L
-    b = int(model.bias)
-    hidden_ok = all(m >= n for m in model.hidden)
-    if variant == "exact":
-        return 1.0
-    if variant == "block_diag":
-        return float(L)
-    if variant == "tri_diag":
-        return tri_coefficients(L).alpha
-    if not hidden_ok:
-        raise ValueError(f"{variant}: isotropy needs every hidden width >= N = {n}, got hidden widths {model.hidden}")
-    if variant == "kfac":
-        if model.d + b >= n:
-            return float(n * (L - 1) + 1)
-        if L >= 2 and not model.bias:
-            return float(n * (L - 2) + model.d + 1)
-        raise ValueError(f"kfac: with M_0 = {model.d} < N = {n} the input factor is not the identity; a closed form "
-                         "exists only without bias and for inputs in radial isotropic position (L >= 2)")
-    # unit_wise
-    if model.d + b < n:
-        raise ValueError(f"unit_wise: the first-layer units see inputs of dimension M_0 (+1) = {model.d + b} < "
-                         f"N = {n}; "
-                         "their projections are not diagonal and alpha has no closed form")
-    if model.activation == "tanh":
-        return float(sum(model.hidden) + 1)
-    return float(sum(model.hidden) / 2 + 1)
-
-
 def _check_model(model) -> None:
     if not isinstance(model, DeepMLP):
         raise ValueError(f"model must be an ngdlib.DeepMLP, got {type(model).__name__}")
-
-
-def _check_variant(variant) -> None:
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-
-
-def _check_rho(rho, variant) -> float:
-    if not (isinstance(rho, (int, float)) and not isinstance(rho, bool) and math.isfinite(rho) and rho >= 0):
-        raise ValueError(f"rho (the damping) must be a finite number >= 0, got {rho!r}")
-    if rho > 0 and variant not in _DAMPABLE:
-        raise ValueError(f"damping rho > 0 is implemented for {_DAMPABLE} only (the book uses it for unit-wise ReLU); "
-                         f"{variant!r} uses the pure pseudo-inverse")
-    return float(rho)
 
 
 def _check_singular(singular) -> str:
@@ -300,34 +224,361 @@ def _layer_remedy(l: int, model: DeepMLP, n: int) -> str:
             f"nonsingular once the layer has enough parameters; pass singular='pinv' to use the pseudo-inverse anyway")
 
 
-# ---------------------------------------------------------------------------------------------------------- dual maps
-def _coeff_maps(model: DeepMLP, s: Signals, variant: str, rho: float, singular: str) -> list:
-    """For exact / block_diag / tri_diag: N x N matrices C_l with c_l = C_l r and v_l = J_l^T c_l."""
-    n = s.n
-    grams = [(D @ D.T) * (A @ A.T) for A, D in zip(s.A, s.D)]
-    eye = torch.eye(n, dtype=s.f.dtype, device=s.f.device)
-    if variant == "exact":
-        Th = sum(grams)
-        Ci = _inv_psd(Th + rho * n * eye, "the NTK Theta = J J^T", "J must have full row rank N (the network is too "
-                      "narrow or two inputs coincide); pass singular='pinv' for the pseudo-inverse", singular)
-        return [Ci] * model.L, grams
-    if variant == "block_diag":
-        Cs = [_inv_psd(G + rho * n * eye, f"the layer Gram Theta_{l + 1}", _layer_remedy(l + 1, model, n), singular)
-              for l, G in enumerate(grams)]
-        return Cs, grams
-    # tri_diag: needs every Theta_l invertible
-    td = tri_coefficients(model.L)
-    inv = [_inv_psd(G, f"the layer Gram Theta_{l + 1}", _layer_remedy(l + 1, model, n).split("; pass")[0] +
-                    " (block tri-diagonal NGD has no dual form otherwise)", "raise") for l, G in enumerate(grams)]
-    d = td.d.to(dtype=s.f.dtype, device=s.f.device)
-    Cs = [d[l] * inv[l] for l in range(model.L)]
-    if td.singular:
-        z = td.null.to(dtype=s.f.dtype, device=s.f.device)
-        S = sum(z[l] ** 2 * inv[l] for l in range(model.L))
-        R = sum(z[l] * d[l] * inv[l] for l in range(model.L))
-        Q = -torch.linalg.solve(S, R)              # S is positive definite (a positive combination of inverses)
-        Cs = [Cs[l] + z[l] * inv[l] @ Q for l in range(model.L)]
-    return Cs, grams
+# ------------------------------------------------------------------------------------------------ the variants
+class FisherVariant:
+    r"""An approximate Fisher :math:`G` of a :class:`~ngdlib.models.DeepMLP`, as an object: which blocks of
+    :math:`F = J^\top J / N` it keeps, its function-space kernel :math:`\bar\Theta(X', X) = \frac1N J(X') (G + \rho
+    I)^+ J(X)^\top` and step direction in the dual (N x N) form, its isotropy constant :math:`\alpha`, and its
+    infinite-width limit. One subclass per variant; :data:`VARIANTS` maps the names the chapters use to the instances
+    (``VARIANTS["kfac"]``), and every public function accepts either.
+
+    Attributes:
+        name: the variant's name in :data:`VARIANTS`.
+        blocks: the blocks of F that G keeps, in words (the dense oracles of :mod:`ngdlib.reference` build them
+            independently from this description).
+        dampable: whether damping :math:`\rho > 0` is implemented.
+    """
+
+    name = ""
+    blocks = ""
+    dampable = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def check_rho(self, rho) -> float:
+        """The damping :math:`\\rho`, checked: a finite number >= 0, and 0 unless the variant is dampable.
+
+        Raises:
+            ValueError: for a negative, NaN or infinite rho, or rho > 0 for a variant without damping.
+        """
+        if not (isinstance(rho, (int, float)) and not isinstance(rho, bool) and math.isfinite(rho) and rho >= 0):
+            raise ValueError(f"rho (the damping) must be a finite number >= 0, got {rho!r}")
+        if rho > 0 and not self.dampable:
+            dampable = tuple(v.name for v in VARIANTS.values() if v.dampable)
+            raise ValueError(f"damping rho > 0 is implemented for {dampable} only (the book uses it for unit-wise "
+                             f"ReLU); {self.name!r} uses the pure pseudo-inverse")
+        return float(rho)
+
+    def kernel(self, model: DeepMLP, s: Signals, s2: Signals, rho: float, singular: str) -> torch.Tensor:
+        """:math:`\\bar\\Theta(X', X)` (N' x N) from the signals of X (``s``) and X' (``s2``)."""
+        raise NotImplementedError
+
+    def direction(self, model: DeepMLP, s: Signals, r: torch.Tensor, rho: float, singular: str) -> list:
+        """:math:`(G + \\rho I)^+ J^\\top r / N` as L blocks shaped like the layer blocks."""
+        raise NotImplementedError
+
+    def multi_output_kernel(self, model: DeepMLP, ms: MultiSignals, s: Signals) -> torch.Tensor:
+        """The C-output kernel (N C x N C) from the multi-output signals ``ms`` and their stacking ``s``."""
+        raise NotImplementedError
+
+    def alpha(self, model: DeepMLP, n: int) -> float:
+        """The isotropy constant :math:`\\alpha` for ``n`` training points (see :func:`predicted_alpha`).
+
+        Raises:
+            ValueError: where the variant has no closed form at these sizes.
+        """
+        raise NotImplementedError
+
+    def limiting_kernel(self, model: DeepMLP, train: list, cross: list, n: int) -> torch.Tensor:
+        """The infinite-width kernel from the limiting factors ``train`` (X, X) and ``cross`` (X', X) of
+        :func:`limiting_factors`.
+
+        Raises:
+            ValueError: where the variant has no closed-form limit.
+        """
+        raise ValueError(f"limiting_function_kernel: {self.name} has no closed-form limit here")
+
+
+class _LayerCoefficients(FisherVariant):
+    r"""Variants whose step is :math:`v_l = J_l^\top C_l r` with N x N coefficient maps :math:`C_l` computed from the
+    layer Grams :math:`\Theta_l` alone: then :math:`\bar\Theta(X', X) = \sum_l \Theta_l(X', X) C_l`."""
+
+    def maps(self, model: DeepMLP, grams: list, rho: float, singular: str, *, limit: bool = False) -> list:
+        """The maps :math:`C_l` (N x N) from the layer Grams (``limit``: the Grams are infinite-width limits)."""
+        raise NotImplementedError
+
+    def kernel(self, model, s, s2, rho, singular):
+        """This variant's function-space kernel (:meth:`FisherVariant.kernel`)."""
+        grams = _layer_grams(s, s)
+        Cs = self.maps(model, grams, rho, singular)
+        grams2 = grams if s2 is s else _layer_grams(s, s2)
+        return check_finite_result(f"the function kernel ({self.name})", sum(G2 @ C for G2, C in zip(grams2, Cs)))
+
+    def direction(self, model, s, r, rho, singular):
+        """This variant's step direction (:meth:`FisherVariant.direction`)."""
+        Cs = self.maps(model, _layer_grams(s, s), rho, singular)
+        return check_finite_result(f"the {self.name} direction",
+                                   [D.T @ ((C @ r)[:, None] * A) for A, D, C in zip(s.A, s.D, Cs)])
+
+    def multi_output_kernel(self, model, ms, s):
+        """This variant's C-output kernel (:meth:`FisherVariant.multi_output_kernel`)."""
+        grams = _layer_grams(s, s)
+        Cs = self.maps(model, grams, 0.0, "raise")
+        return check_finite_result(f"the C-output function kernel ({self.name})",
+                                   sum(G @ M for G, M in zip(grams, Cs)))
+
+    def limiting_kernel(self, model, train, cross, n):
+        """This variant's infinite-width kernel (:meth:`FisherVariant.limiting_kernel`)."""
+        grams = [Ki * Si for Ki, Si in train]
+        grams2 = [Ki * Si for Ki, Si in cross]
+        return sum(G2 @ C for G2, C in zip(grams2, self.maps(model, grams, 0.0, "raise", limit=True)))
+
+
+class Exact(_LayerCoefficients):
+    r"""Exact NGD, :math:`G = F`: :math:`\bar\Theta(x', X) = \Theta(x', X)\Theta^{-1}`, so :math:`\bar\Theta = I`
+    and :math:`\alpha = 1`. Coefficient maps :math:`C_l = (\Theta + \rho N I)^{-1}` for every layer."""
+
+    name = "exact"
+    blocks = "all of F"
+    dampable = True
+
+    def maps(self, model, grams, rho, singular, *, limit=False):
+        """The N x N coefficient maps C_l of this variant, from the layer Grams."""
+        n = grams[0].shape[0]
+        eye = torch.eye(n, dtype=grams[0].dtype, device=grams[0].device)
+        if limit:
+            Ci = _inv_psd(sum(grams), "the infinite-width NTK", _LIMIT_REMEDY, "raise")
+        else:
+            Ci = _inv_psd(sum(grams) + rho * n * eye, "the NTK Theta = J J^T", "J must have full row rank N (the "
+                          "network is too narrow or two inputs coincide); pass singular='pinv' for the pseudo-inverse",
+                          singular)
+        return [Ci] * model.L
+
+    def alpha(self, model, n):
+        """This variant's :math:`\\alpha` (:meth:`FisherVariant.alpha`)."""
+        return 1.0
+
+
+class BlockDiagonal(_LayerCoefficients):
+    r"""Layer-wise block-diagonal NGD, :math:`G = \mathrm{blockdiag}_l(J_l^\top J_l / N)`:
+    :math:`\bar\Theta(x', X) = \sum_l \Theta_l(x', X)\Theta_l^{-1}`, so :math:`\bar\Theta = L\, I` exactly whenever
+    every layer Gram :math:`\Theta_l` is nonsingular: :math:`\alpha = L`."""
+
+    name = "block_diag"
+    blocks = "the diagonal layer blocks F_ll"
+    dampable = True
+
+    def maps(self, model, grams, rho, singular, *, limit=False):
+        """The N x N coefficient maps C_l of this variant, from the layer Grams."""
+        n = grams[0].shape[0]
+        eye = torch.eye(n, dtype=grams[0].dtype, device=grams[0].device)
+        if limit:
+            return [_inv_psd(G, f"the infinite-width layer Gram {l + 1}", _LIMIT_REMEDY, "raise")
+                    for l, G in enumerate(grams)]
+        return [_inv_psd(G + rho * n * eye, f"the layer Gram Theta_{l + 1}", _layer_remedy(l + 1, model, n), singular)
+                for l, G in enumerate(grams)]
+
+    def alpha(self, model, n):
+        """This variant's :math:`\\alpha` (:meth:`FisherVariant.alpha`)."""
+        return float(model.L)
+
+
+class TriDiagonal(_LayerCoefficients):
+    r"""Block tri-diagonal NGD: the layer blocks :math:`(l, l')` with :math:`|l - l'| \le 1` kept. Ansatz
+    :math:`v_l = J_l^\top \Theta_l^{-1} c_l`: the system :math:`G v = J^\top r / N` becomes :math:`(T \otimes I)\, c
+    = 1 \otimes r` with :math:`T` the L x L tri-diagonal all-ones matrix (:func:`tri_coefficients`), so
+    :math:`c_l = d_l r` with :math:`T d = 1` and :math:`\bar\Theta = (1^\top d)\, I`: :math:`\alpha = 1^\top T^+ 1 =
+    \lceil L/3 \rceil`. For singular T (:math:`L \equiv 2 \pmod 3`) the minimum-norm correction along
+    :math:`\ker T` is added (invisible on the training set)."""
+
+    name = "tri_diag"
+    blocks = "the layer blocks F_ll' with |l - l'| <= 1"
+
+    def maps(self, model, grams, rho, singular, *, limit=False):
+        """The N x N coefficient maps C_l of this variant, from the layer Grams."""
+        n = grams[0].shape[0]
+        td = tri_coefficients(model.L)
+        if limit:
+            if td.singular:
+                raise ValueError("limiting_function_kernel: tri_diag is implemented for invertible T (L != 3s + 2)")
+            inv = [_inv_psd(G, f"the infinite-width layer Gram {l + 1}", _LIMIT_REMEDY, "raise")
+                   for l, G in enumerate(grams)]
+        else:      # needs every Theta_l invertible
+            inv = [_inv_psd(G, f"the layer Gram Theta_{l + 1}", _layer_remedy(l + 1, model, n).split("; pass")[0] +
+                            " (block tri-diagonal NGD has no dual form otherwise)", "raise") for l, G in enumerate(grams)]
+        d = td.d.to(dtype=grams[0].dtype, device=grams[0].device)
+        Cs = [d[l] * inv[l] for l in range(model.L)]
+        if td.singular:
+            z = td.null.to(dtype=grams[0].dtype, device=grams[0].device)
+            S = sum(z[l] ** 2 * inv[l] for l in range(model.L))
+            R = sum(z[l] * d[l] * inv[l] for l in range(model.L))
+            Q = -torch.linalg.solve(S, R)              # S is positive definite (a positive combination of inverses)
+            Cs = [Cs[l] + z[l] * inv[l] @ Q for l in range(model.L)]
+        return Cs
+
+    def alpha(self, model, n):
+        """This variant's :math:`\\alpha` (:meth:`FisherVariant.alpha`)."""
+        return tri_coefficients(model.L).alpha
+
+
+def _check_hidden_widths(model: DeepMLP, n: int, name: str) -> None:
+    if not all(m >= n for m in model.hidden):
+        raise ValueError(f"{name}: isotropy needs every hidden width >= N = {n}, got hidden widths {model.hidden}")
+
+
+class KFAC(FisherVariant):
+    r"""K-FAC: per layer :math:`G_l = (D_l^\top D_l / N) \otimes (A_{l-1}^\top A_{l-1} / N)` with pseudo-inverses of
+    the factors: :math:`\bar\Theta(x', X) = N \sum_l [A'A^\top (AA^\top)^+] \odot [D'D^\top (DD^\top)^+]`. With all
+    hidden widths :math:`\ge N` and :math:`M_0 (+1) \ge N` every factor projection is the identity except the output
+    layer's :math:`P_{D_L} = 11^\top/N`, hence :math:`\alpha = N(L-1) + 1` (the authors' code uses :math:`NL`, which
+    treats the output layer like a hidden one). The factors are singular by construction, so ``singular`` is
+    ignored: K-FAC always uses their pseudo-inverses."""
+
+    name = "kfac"
+    blocks = "per layer, the Kronecker product of the factors D_l^T D_l / N and A_(l-1)^T A_(l-1) / N"
+
+    def kernel(self, model, s, s2, rho, singular):
+        """This variant's function-space kernel (:meth:`FisherVariant.kernel`)."""
+        out = 0
+        for A, D, A2, D2 in zip(s.A, s.D, s2.A, s2.D):
+            PA = (A2 @ A.T) @ _projector_factor(A)
+            PD = (D2 @ D.T) @ _projector_factor(D)
+            out = out + PA * PD
+        return check_finite_result("the function kernel (kfac)", s.n * out)
+
+    def direction(self, model, s, r, rho, singular):
+        """This variant's step direction (:meth:`FisherVariant.direction`)."""
+        out = []
+        for A, D in zip(s.A, s.D):
+            left = D.T @ _projector_factor(D)                 # pinv(D) = D^T (D D^T)^+   (M_l x N)
+            right = _projector_factor(A) @ A                  # pinv(A)^T = (A A^T)^+ A  (N x cols)
+            out.append(s.n * left @ (r[:, None] * right))
+        return check_finite_result("the kfac direction", out)
+
+    def multi_output_kernel(self, model, ms, s):
+        """This variant's C-output kernel (:meth:`FisherVariant.multi_output_kernel`)."""
+        out = 0
+        ones = torch.ones(ms.c, ms.c, dtype=ms.f.dtype, device=ms.f.device)
+        for A, D in zip(ms.A, s.D):
+            PA = torch.kron((A @ A.T) @ _projector_factor(A), ones)
+            PD = (D @ D.T) @ _projector_factor(D)
+            out = out + PA * PD
+        return check_finite_result("the C-output function kernel (kfac)", ms.n * out)
+
+    def alpha(self, model, n):
+        """This variant's :math:`\\alpha` (:meth:`FisherVariant.alpha`)."""
+        _check_hidden_widths(model, n, self.name)
+        L, b = model.L, int(model.bias)
+        if model.d + b >= n:
+            return float(n * (L - 1) + 1)
+        if L >= 2 and not model.bias:
+            return float(n * (L - 2) + model.d + 1)
+        raise ValueError(f"kfac: with M_0 = {model.d} < N = {n} the input factor is not the identity; a closed form "
+                         "exists only without bias and for inputs in radial isotropic position (L >= 2)")
+
+    def limiting_kernel(self, model, train, cross, n):
+        """This variant's infinite-width kernel (:meth:`FisherVariant.limiting_kernel`)."""
+        out = 0
+        for l, ((Ki, Si), (Ki2, Si2)) in enumerate(zip(train, cross)):
+            PA = Ki2 @ _pinv_psd(Ki, rank_cap=min(n, model.d + int(model.bias)) if l == 0 else None)
+            PS = torch.full_like(Si2, 1.0 / n) if l == model.L - 1 else Si2 @ _pinv_psd(Si)
+            out = out + PA * PS
+        return n * out
+
+
+class UnitWise(FisherVariant):
+    r"""Unit-wise NGD: one block per unit (a row :math:`[w_i \mid b_i]` of a layer block): :math:`\bar\Theta =
+    \sum_{l,i} \Theta_{l,i}(x', X)\Theta_{l,i}^+`; on the training set each unit contributes the projection onto the
+    inputs where its backward signal is non-zero. tanh: :math:`\alpha = \sum_{l<L} M_l + 1`; ReLU: a diagonal with the
+    number of active units per input (about :math:`M/2` per layer), with damping :math:`\rho` available."""
+
+    name = "unit_wise"
+    blocks = "the unit blocks (one row [w_i | b_i] of a layer block each)"
+    dampable = True
+
+    def kernel(self, model, s, s2, rho, singular):
+        """This variant's function-space kernel (:meth:`FisherVariant.kernel`)."""
+        out = 0
+        for l in range(model.L):
+            A, A2, D2 = s.A[l], s2.A[l], s2.D[l]
+            K2 = A2 @ A.T
+            maps = _unit_maps(model, s, l, rho, singular)
+            if maps[0] == "shared":
+                _, Kinv, Dinv = maps
+                out = out + (K2 @ Kinv) * (D2 @ Dinv.T)
+            else:
+                Z = maps[1]                                   # (M, N, N): w_i = Z_i r
+                out = out + torch.einsum("pi,pq,iqr->pr", D2, K2, Z)
+        return check_finite_result("the function kernel (unit_wise)", out)
+
+    def direction(self, model, s, r, rho, singular):
+        """This variant's step direction (:meth:`FisherVariant.direction`)."""
+        out = []
+        for l in range(model.L):
+            A = s.A[l]
+            maps = _unit_maps(model, s, l, rho, singular)
+            if maps[0] == "shared":
+                _, Kinv, Dinv = maps
+                W = Kinv @ (r[:, None] * Dinv)                   # column i: K^{-1}(r / delta_i)
+            else:
+                W = torch.einsum("iqr,r->qi", maps[1], r)
+            out.append(W.T @ A)
+        return check_finite_result("the unit_wise direction", out)
+
+    def multi_output_kernel(self, model, ms, s):
+        """This variant's C-output kernel (:meth:`FisherVariant.multi_output_kernel`)."""
+        return self.kernel(model, s, s, 0.0, "pinv")
+
+    def alpha(self, model, n):
+        """This variant's :math:`\\alpha` (:meth:`FisherVariant.alpha`)."""
+        _check_hidden_widths(model, n, self.name)
+        b = int(model.bias)
+        if model.d + b < n:
+            raise ValueError(f"unit_wise: the first-layer units see inputs of dimension M_0 (+1) = {model.d + b} < "
+                             f"N = {n}; their projections are not diagonal and alpha has no closed form")
+        if model.activation == "tanh":
+            return float(sum(model.hidden) + 1)
+        return float(sum(model.hidden) / 2 + 1)
+
+
+#: The variants by the names the chapters use: ``VARIANTS["kfac"]`` is the :class:`KFAC` object. Iterating gives the
+#: names in the book's order (exact, block-diagonal, tri-diagonal, K-FAC, unit-wise).
+VARIANTS = {v.name: v for v in (Exact(), BlockDiagonal(), TriDiagonal(), KFAC(), UnitWise())}
+
+_LIMIT_REMEDY = "the inputs must be distinct (and, for the first layer, of rank N when it is inverted alone)"
+
+
+def _variant(variant) -> FisherVariant:
+    """The :class:`FisherVariant` for a name in :data:`VARIANTS` or an instance (returned as it is)."""
+    if isinstance(variant, FisherVariant):
+        return variant
+    if isinstance(variant, str) and variant in VARIANTS:
+        return VARIANTS[variant]
+    raise ValueError(f"variant must be one of {tuple(VARIANTS)} or a FisherVariant, got {variant!r}")
+
+
+def _layer_grams(s: Signals, s2: Signals) -> list:
+    """:math:`\\Theta_l(X', X) = (D_l' D_l^\\top) \\odot (A_{l-1}' A_{l-1}^\\top)` for every layer."""
+    return [(D2 @ D.T) * (A2 @ A.T) for A, D, A2, D2 in zip(s.A, s.D, s2.A, s2.D)]
+
+
+def predicted_alpha(model: DeepMLP, variant, n: int) -> float:
+    """The isotropy constant :math:`\\alpha` that the library's definitions give for ``n`` training points.
+
+    - ``exact``: 1. ``block_diag``: L. ``tri_diag``: :math:`1^\\top T^+ 1 = \\lceil L/3 \\rceil`.
+    - ``kfac`` (every factor of rank N: the hidden layer inputs and the backward signals :math:`D_l`; hidden widths
+      >= n is necessary but, for ReLU, not sufficient: the neural-tangents/curvlinops oracle found rank
+      :math:`D_2 = 6 < N = 8` at widths (10, 12, 12), and then :math:`\\alpha = \\sum_{l<L} \\mathrm{rank}\\, D_l + 1`,
+      which this closed form does not see; check the ranks, e.g. with :func:`ngdlib.reference.factor_ranks`):
+      :math:`N(L-1) + 1` when :math:`M_0` (+1 with a bias) >= n; for
+      :math:`M_0 < n`, no first-layer bias and inputs in radial isotropic position (:func:`ngdlib.data.forster`), every
+      leverage of the input factor is :math:`M_0/N` and :math:`\\alpha = N(L-2) + M_0 + 1`.
+    - ``unit_wise``: tanh (all layer inputs of size >= n): :math:`\\sum_{l=1}^{L-1} M_l + 1`. ReLU: the expectation
+      over the initialisation, :math:`\\sum_l M_l / 2 + 1` (each unit is active on an input with probability 1/2);
+      the per-sample coefficients fluctuate around it.
+
+    Each value is the variant object's :meth:`FisherVariant.alpha`.
+
+    Raises:
+        ValueError: for a bad model, variant or n, or where the library has no closed form (the kernel is then not
+            isotropic).
+    """
+    _check_model(model)
+    fv = _variant(variant)
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        raise ValueError(f"n (the number of training points) must be a positive int, got {n!r}")
+    return fv.alpha(model, n)
 
 
 def _unit_maps(model: DeepMLP, s: Signals, l: int, rho: float, singular: str):
@@ -378,98 +629,61 @@ def _unit_maps(model: DeepMLP, s: Signals, l: int, rho: float, singular: str):
 
 
 # ---------------------------------------------------------------------------------------------------------- public API
-def function_kernel(model: DeepMLP, X: torch.Tensor, variant: str, *, X_test: torch.Tensor | None = None,
+def function_kernel(model: DeepMLP, X: torch.Tensor, variant, *, X_test: torch.Tensor | None = None,
                     rho: float = 0.0, singular: str = "raise") -> torch.Tensor:
     """Function-space kernel :math:`\\bar\\Theta(X', X) = \\frac1N J(X') (G + \\rho I)^+ J(X)^\\top` of one variant.
 
-    Computed in the dual form (N x N matrices built from the forward activations and backward signals); see the
-    module docstring for each variant's formula.
+    Computed in the dual form (N x N matrices built from the forward activations and backward signals) by the
+    variant's :meth:`FisherVariant.kernel`; see each variant class for its formula.
 
     Args:
-        model: a :class:`~ngdlib.deep.DeepMLP`.
+        model: a :class:`~ngdlib.models.DeepMLP`.
         X: the N training inputs that define G.
-        variant: one of :data:`VARIANTS`.
+        variant: a name in :data:`VARIANTS` or a :class:`FisherVariant`.
         X_test: evaluate at these inputs (N' x M_0) instead of X; the result is then N' x N.
         rho: damping (exact, block_diag, unit_wise only): :math:`(G + \\rho I)^{-1}` i.e.
             :math:`(\\Theta_\\cdot + \\rho N I)^{-1}` per block.
         singular: ``"raise"`` (default) refuses a singular Gram block with a ``ValueError`` that names the
             condition; ``"pinv"`` uses the pseudo-inverse (for showing what happens when the condition fails).
             K-FAC always uses pseudo-inverses of its factors (they are singular by construction).
+
+    Raises:
+        ValueError: for a bad model, inputs, variant, damping or ``singular``, or (``singular="raise"``) a singular
+            Gram block, named with its condition.
     """
     _validate(model, X, X_test)
-    _check_variant(variant)
-    rho = _check_rho(rho, variant)
+    fv = _variant(variant)
+    rho = fv.check_rho(rho)
     singular = _check_singular(singular)
     s = model.signals(X)
     s2 = s if X_test is None else model.signals(X_test)
-    n = s.n
-    if variant in ("exact", "block_diag", "tri_diag"):
-        Cs, grams = _coeff_maps(model, s, variant, rho, singular)
-        grams2 = grams if X_test is None else [(D2 @ D.T) * (A2 @ A.T) for A, D, A2, D2 in zip(s.A, s.D, s2.A, s2.D)]
-        return check_finite_result(f"the function kernel ({variant})", sum(G2 @ C for G2, C in zip(grams2, Cs)))
-    if variant == "kfac":
-        out = 0
-        for A, D, A2, D2 in zip(s.A, s.D, s2.A, s2.D):
-            PA = (A2 @ A.T) @ _projector_factor(A)
-            PD = (D2 @ D.T) @ _projector_factor(D)
-            out = out + PA * PD
-        return check_finite_result("the function kernel (kfac)", n * out)
-    out = 0
-    for l in range(model.L):
-        A, D, A2, D2 = s.A[l], s.D[l], s2.A[l], s2.D[l]
-        K2 = A2 @ A.T
-        maps = _unit_maps(model, s, l, rho, singular)
-        if maps[0] == "shared":
-            _, Kinv, Dinv = maps
-            out = out + (K2 @ Kinv) * (D2 @ Dinv.T)
-        else:
-            Z = maps[1]                                   # (M, N, N): w_i = Z_i r
-            out = out + torch.einsum("pi,pq,iqr->pr", D2, K2, Z)
-    return check_finite_result("the function kernel (unit_wise)", out)
+    return fv.kernel(model, s, s2, rho, singular)
 
 
-def ngd_direction(model: DeepMLP, X: torch.Tensor, r: torch.Tensor, variant: str, *, rho: float = 0.0,
+def ngd_direction(model: DeepMLP, X: torch.Tensor, r: torch.Tensor, variant, *, rho: float = 0.0,
                   singular: str = "raise") -> list:
     """The step direction :math:`(G + \\rho I)^+ \\nabla\\mathcal L` with :math:`\\nabla\\mathcal L = J^\\top r / N`,
     as L blocks shaped like the layer blocks (apply with ``model.apply_step(V, eta)``).
 
-    Its first-order effect on the outputs is ``function_kernel(model, X, variant) @ r``. Per variant (dual form):
-    exact :math:`v_l = J_l^\\top \\Theta^{-1} r`; block_diag :math:`J_l^\\top \\Theta_l^{-1} r`; tri_diag
-    :math:`J_l^\\top \\Theta_l^{-1}(d_l r + z_l q)` (q the minimum-norm correction when T is singular); kfac
-    :math:`N\\, D_l^\\top (D_l D_l^\\top)^+ \\mathrm{diag}(r) (A A^\\top)^+ A`; unit_wise row i of layer l:
-    :math:`A^\\top \\mathrm{diag}(\\delta_i) \\Theta_{l,i}^+ r`.
+    Its first-order effect on the outputs is ``function_kernel(model, X, variant) @ r``. Per variant (dual form, the
+    variant's :meth:`FisherVariant.direction`): exact :math:`v_l = J_l^\\top \\Theta^{-1} r`; block_diag
+    :math:`J_l^\\top \\Theta_l^{-1} r`; tri_diag :math:`J_l^\\top \\Theta_l^{-1}(d_l r + z_l q)` (q the minimum-norm
+    correction when T is singular); kfac :math:`N\\, D_l^\\top (D_l D_l^\\top)^+ \\mathrm{diag}(r) (A A^\\top)^+ A`;
+    unit_wise row i of layer l: :math:`A^\\top \\mathrm{diag}(\\delta_i) \\Theta_{l,i}^+ r`.
+
+    Raises:
+        ValueError: for a bad model, inputs, residual, variant, damping or ``singular``, or (``singular="raise"``) a
+            singular Gram block, named with its condition.
     """
     _validate(model, X)
-    _check_variant(variant)
-    rho = _check_rho(rho, variant)
+    fv = _variant(variant)
+    rho = fv.check_rho(rho)
     singular = _check_singular(singular)
     s = model.signals(X)
     check_vector("r", r, s.n, "the residual f - y has one entry per training input")
     if r.dtype != X.dtype or r.device != X.device:
         raise ValueError(f"r has dtype {r.dtype} on {r.device}, X has {X.dtype} on {X.device}; they must match")
-    n = s.n
-    if variant in ("exact", "block_diag", "tri_diag"):
-        Cs, _ = _coeff_maps(model, s, variant, rho, singular)
-        return check_finite_result(f"the {variant} direction",
-                                   [D.T @ ((C @ r)[:, None] * A) for A, D, C in zip(s.A, s.D, Cs)])
-    if variant == "kfac":
-        out = []
-        for A, D in zip(s.A, s.D):
-            left = D.T @ _projector_factor(D)                 # pinv(D) = D^T (D D^T)^+   (M_l x N)
-            right = _projector_factor(A) @ A                  # pinv(A)^T = (A A^T)^+ A  (N x cols)
-            out.append(n * left @ (r[:, None] * right))
-        return check_finite_result("the kfac direction", out)
-    out = []
-    for l in range(model.L):
-        A = s.A[l]
-        maps = _unit_maps(model, s, l, rho, singular)
-        if maps[0] == "shared":
-            _, Kinv, Dinv = maps
-            W = Kinv @ (r[:, None] * Dinv)                   # column i: K^{-1}(r / delta_i)
-        else:
-            W = torch.einsum("iqr,r->qi", maps[1], r)
-        out.append(W.T @ A)
-    return check_finite_result("the unit_wise direction", out)
+    return fv.direction(model, s, r, rho, singular)
 
 
 def linearized_prediction(K_train: torch.Tensor, K_test: torch.Tensor | None, f0_train: torch.Tensor,
@@ -544,70 +758,57 @@ def ntk_test_prediction(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, X_test
     return check_finite_result("the NTK test prediction", f0t - (1 - (1 - eta) ** t) * (Tht @ z))
 
 
-@dataclass
-class NGDRun:
-    """History of :func:`train_ngd`: outputs on the training and test inputs at every step (index 0 = start)."""
-
-    variant: str
-    lr: float
-    f_train: list
-    f_test: list
-    diverged: bool = False
-
-    def residual_norms(self, y: torch.Tensor) -> torch.Tensor:
-        """:math:`\\|f - y\\|` at every recorded step (float, on the CPU)."""
-        if not self.f_train:
-            raise ValueError("the run recorded no iterate (its start was already non-finite)")
-        check_vector("y", y, self.f_train[0].shape[0], "one target per training input")
-        check_same_dtype_device("y", y, "the recorded outputs", self.f_train[0])
-        return torch.stack([torch.linalg.vector_norm(f - y) for f in self.f_train]).cpu()
-
-    def losses(self, y: torch.Tensor) -> torch.Tensor:
-        """:math:`\\mathcal L = \\|f - y\\|^2 / (2N)` at every step."""
-        return self.residual_norms(y) ** 2 / (2 * y.shape[0])
-
-
-def train_ngd(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, variant: str, lr: float, steps: int, *,
+def train_ngd(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, variant: str, eta: float, steps: int, *,
               X_test: torch.Tensor | None = None, rho: float = 0.0, singular: str = "raise",
-              diverge_factor: float = 1e6) -> NGDRun:
-    """Run ``steps`` steps :math:`\\theta \\leftarrow \\theta - \\mathrm{lr}\\, (G + \\rho I)^+ \\nabla\\mathcal L`
-    in place
-    (the real, nonlinear network) and record the outputs. Stops early (``diverged``) once
-    :math:`\\|f - y\\|` exceeds ``diverge_factor`` times its start or becomes non-finite."""
+              diverge_factor: float = 1e6) -> History:
+    """Run ``steps`` steps :math:`\\theta \\leftarrow \\theta - \\eta\\, (G + \\rho I)^+ \\nabla\\mathcal L` in
+    place (the real, nonlinear network) and return its :class:`~ngdlib.train.History`.
+
+    Recorded series, per iterate (index 0 = start): ``residual_norm`` :math:`\\|f - y\\|` (monitored), ``loss``
+    :math:`\\mathcal L = \\|f - y\\|^2 / (2N)`, ``f_train`` (the outputs on X) and, with ``X_test``, ``f_test``.
+    The run stops by the divergence rule of :mod:`ngdlib.train` (``history.diverged``) once :math:`\\|f - y\\|`
+    exceeds ``diverge_factor`` times its start or becomes non-finite.
+
+    Raises:
+        ValueError: for a bad model, inputs, targets, variant, damping or ``singular``; a step size that is not a
+            positive finite number; a negative step count; or a singular Gram block (``singular="raise"``).
+    """
     _validate(model, X, X_test)
-    _check_variant(variant)
-    _check_rho(rho, variant)
+    fv = _variant(variant)
+    fv.check_rho(rho)
     _check_singular(singular)
     check_vector("y", y, X.shape[0], "one target per training input")
     check_same_dtype_device("y", y, "X", X)
     check_number("diverge_factor", diverge_factor, low=0.0, low_open=True, allow_inf=True)
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
-    if not (isinstance(steps, int) and steps >= 0):
+    eta = check_number("eta (the step size)", eta, low=0.0, low_open=True)
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
-    run = NGDRun(variant=variant, lr=float(lr), f_train=[], f_test=[])
-    r0 = None
+    names = ("residual_norm", "loss", "f_train") + (("f_test",) if X_test is not None else ())
+    run = History(method=fv.name, eta=eta, series={k: [] for k in names})
+    n = X.shape[0]
+    state = {}
+
+    def observe(k):
+        f = model(X)
+        state["f"] = f
+        rn = float(torch.linalg.vector_norm(f - y))
+        rec = {"loss": rn * rn / (2 * n), "f_train": f.clone()}
+        if X_test is not None:
+            rec["f_test"] = model(X_test).clone()
+        return rn, rec
+
+    def advance(k):
+        V = ngd_direction(model, X, state["f"] - y, fv, rho=rho, singular=singular)
+        model.apply_step(V, eta)
+
     with torch.no_grad():
-        for k in range(steps + 1):
-            f = model(X)
-            rn = float(torch.linalg.vector_norm(f - y))
-            r0 = rn if r0 is None else r0
-            if not math.isfinite(rn) or rn > diverge_factor * max(r0, 1e-300):
-                run.diverged = True
-                break
-            run.f_train.append(f.clone())
-            if X_test is not None:
-                run.f_test.append(model(X_test).clone())
-            if k == steps:
-                break
-            V = ngd_direction(model, X, f - y, variant, rho=rho, singular=singular)
-            model.apply_step(V, lr)
+        run_loop(run, observe, advance, steps, diverge_factor=diverge_factor, monitor="residual_norm")
     return run
 
 
 # ------------------------------------------------------------------------------------------------------ infinite width
 def limiting_factors(model: DeepMLP, X: torch.Tensor, X_test: torch.Tensor | None = None) -> list:
-    r"""Infinite-width limits of the layer factors of a ReLU :class:`~ngdlib.deep.DeepMLP` (widths M_1.. -> infinity).
+    r"""Infinite-width limits of the layer factors of a ReLU :class:`~ngdlib.models.DeepMLP` (widths M_1.. -> infinity).
 
     For layer l = 1..L returns ``(K_in, K_sig)``, the limits of :math:`A_{l-1}(X') A_{l-1}(X)^\top` and
     :math:`D_l(X') D_l(X)^\top` (N' x N, or N x N without ``X_test``):
@@ -646,139 +847,32 @@ def limiting_factors(model: DeepMLP, X: torch.Tensor, X_test: torch.Tensor | Non
     return out
 
 
-def limiting_function_kernel(model: DeepMLP, X: torch.Tensor, variant: str, *,
+def limiting_function_kernel(model: DeepMLP, X: torch.Tensor, variant, *,
                              X_test: torch.Tensor | None = None) -> torch.Tensor:
     r"""Infinite-width limit of :func:`function_kernel` for a ReLU network (exact, block_diag, tri_diag, kfac).
 
-    Built from :func:`limiting_factors`: exact :math:`\Theta^\infty(x', X)(\Theta^\infty)^{-1}`; block_diag
-    :math:`\sum_l \Theta^\infty_l(x', X)(\Theta_l^\infty)^{-1}`; tri_diag with the coefficients of
-    :func:`tri_coefficients` (T invertible); kfac :math:`N\sum_l [K_{l-1}(x',X) K_{l-1}^+] \odot
-    [\dot S_l(x', X) \dot S_l^{-1}]`, with the output layer's error-signal projection :math:`11^\top/N`.
+    Built from :func:`limiting_factors` by the variant's :meth:`FisherVariant.limiting_kernel`: exact
+    :math:`\Theta^\infty(x', X)(\Theta^\infty)^{-1}`; block_diag :math:`\sum_l \Theta^\infty_l(x', X)
+    (\Theta_l^\infty)^{-1}`; tri_diag with the coefficients of :func:`tri_coefficients` (T invertible); kfac
+    :math:`N\sum_l [K_{l-1}(x',X) K_{l-1}^+] \odot [\dot S_l(x', X) \dot S_l^{-1}]`, with the output layer's
+    error-signal projection :math:`11^\top/N`.
+
+    Raises:
+        ValueError: for a bad model, inputs or variant; for unit_wise (no closed-form limit), tri_diag with singular
+            T, a non-ReLU network, or a singular limiting Gram matrix.
     """
-    _check_variant(variant)
-    if variant == "unit_wise":
+    fv = _variant(variant)
+    if isinstance(fv, UnitWise):
         raise ValueError("limiting_function_kernel: unit_wise has no closed-form limit here")
     train = limiting_factors(model, X)
     cross = train if X_test is None else limiting_factors(model, X, X_test)
-    n = X.shape[0]
-    grams = [Ki * Si for Ki, Si in train]
-    grams2 = [Ki * Si for Ki, Si in cross]
-    what = "the infinite-width layer Gram"
-    remedy = "the inputs must be distinct (and, for the first layer, of rank N when it is inverted alone)"
-    if variant == "exact":
-        return sum(grams2) @ _inv_psd(sum(grams), "the infinite-width NTK", remedy, "raise")
-    if variant == "block_diag":
-        return sum(G2 @ _inv_psd(G, f"{what} {l + 1}", remedy, "raise") for l, (G, G2) in enumerate(zip(grams, grams2)))
-    if variant == "tri_diag":
-        td = tri_coefficients(model.L)
-        if td.singular:
-            raise ValueError("limiting_function_kernel: tri_diag is implemented for invertible T (L != 3s + 2)")
-        d = td.d.to(dtype=X.dtype, device=X.device)
-        return sum(d[l] * G2 @ _inv_psd(G, f"{what} {l + 1}", remedy, "raise")
-                   for l, (G, G2) in enumerate(zip(grams, grams2)))
-    out = 0
-    for l, ((Ki, Si), (Ki2, Si2)) in enumerate(zip(train, cross)):
-        PA = Ki2 @ _pinv_psd(Ki, rank_cap=min(n, model.d + int(model.bias)) if l == 0 else None)
-        PS = torch.full_like(Si2, 1.0 / n) if l == model.L - 1 else Si2 @ _pinv_psd(Si)
-        out = out + PA * PS
-    return n * out
-
-
-# ------------------------------------------------------------------------------------------------------- dense oracles
-def _dense_guard(model: DeepMLP) -> None:
-    if model.n_params() > MAX_DENSE_PARAMS:
-        raise ValueError(f"the dense Fisher references are for tiny sizes: {model.n_params()} parameters > "
-                         f"{MAX_DENSE_PARAMS}")
-
-
-def _autodiff_factors(model: DeepMLP, X: torch.Tensor):
-    """A_{l-1} from a plain forward pass and D_l = df/du_l by autodiff (perturbing each pre-activation)."""
-    blocks = [p.detach() for p in model.blocks]
-    A = []
-    h = X
-    for l, P in enumerate(blocks):
-        a = model._scaled_input(h)
-        A.append(a)
-        u = a @ P.T
-        h = (torch.relu(u) if model.activation == "relu" else torch.tanh(u)) if l < model.L - 1 else u
-
-    def f_of(eps):
-        h = X
-        for l, P in enumerate(blocks):
-            u = model._scaled_input(h) @ P.T + eps[l]
-            h = (torch.relu(u) if model.activation == "relu" else torch.tanh(u)) if l < model.L - 1 else u
-        return h[:, 0].sum()
-
-    zeros = [torch.zeros(X.shape[0], m, dtype=X.dtype, device=X.device) for m in model.widths[1:]]
-    D = list(torch.func.grad(f_of)(zeros))
-    return A, D
-
-
-def dense_fisher_approx(model: DeepMLP, X: torch.Tensor, variant: str) -> torch.Tensor:
-    """Dense P x P approximate Fisher (tiny sizes): F = J^T J / N from ``torch.func.jacrev``, masked to the layer
-    blocks (block_diag), the layer blocks with ``|l - l'| <= 1`` (tri_diag), the unit blocks (unit_wise), or the
-    Kronecker factors :math:`(D_l^\\top D_l / N) \\otimes (A_{l-1}^\\top A_{l-1} / N)` (kfac, D by autodiff)."""
-    _validate(model, X)
-    _check_variant(variant)
-    _dense_guard(model)
-    n = X.shape[0]
-    J = model.autodiff_jacobian(X)
-    F = J.T @ J / n
-    sizes = model.layer_sizes()
-    layer_of = torch.cat([torch.full((s,), l) for l, s in enumerate(sizes)]).to(F.device)
-    if variant == "exact":
-        return F
-    if variant == "block_diag":
-        return F * (layer_of[:, None] == layer_of[None, :]).to(F.dtype)
-    if variant == "tri_diag":
-        return F * ((layer_of[:, None] - layer_of[None, :]).abs() <= 1).to(F.dtype)
-    if variant == "unit_wise":
-        unit_of = torch.cat([l * 10**6 + torch.arange(p.shape[0]).repeat_interleave(p.shape[1])
-                             for l, p in enumerate(model.blocks)]).to(F.device)
-        return F * (unit_of[:, None] == unit_of[None, :]).to(F.dtype)
-    A, D = _autodiff_factors(model, X)
-    blocks = [torch.kron((Dl.T @ Dl / n).contiguous(), (Al.T @ Al / n).contiguous()) for Al, Dl in zip(A, D)]
-    return torch.block_diag(*blocks)
-
-
-def dense_kernel(model: DeepMLP, X: torch.Tensor, variant: str, *, X_test: torch.Tensor | None = None,
-                 rho: float = 0.0) -> torch.Tensor:
-    """Dense :math:`\\frac1N J(X') (G + \\rho I)^+ J(X)^\\top` with ``torch.linalg.pinv`` (tiny sizes; the K-FAC
-    reference inverts each Kronecker block with the pseudo-inverses of its two factors, (B kron A)^+ = B^+ kron A^+)."""
-    check_number("rho (the damping)", rho, low=0.0)
-    G = dense_fisher_approx(model, X, variant)
-    J = model.autodiff_jacobian(X)
-    J2 = J if X_test is None else model.autodiff_jacobian(X_test)
-    return J2 @ _dense_inverse(model, X, G, variant, rho) @ J.T / X.shape[0]
-
-
-def dense_direction(model: DeepMLP, X: torch.Tensor, r: torch.Tensor, variant: str, *, rho: float = 0.0) -> list:
-    """Dense :math:`(G + \\rho I)^+ J^\\top r / N` split into layer blocks (tiny sizes)."""
-    check_number("rho (the damping)", rho, low=0.0)
-    G = dense_fisher_approx(model, X, variant)
-    check_vector("r", r, X.shape[0], "the residual has one entry per training input")
-    check_same_dtype_device("r", r, "X", X)
-    J = model.autodiff_jacobian(X)
-    v = _dense_inverse(model, X, G, variant, rho) @ (J.T @ r) / X.shape[0]
-    return [c.reshape(p.shape) for c, p in zip(torch.split(v, model.layer_sizes()), model.blocks)]
-
-
-def _dense_inverse(model, X, G, variant, rho):
-    if rho > 0:
-        return torch.linalg.inv(G + rho * torch.eye(G.shape[0], dtype=G.dtype, device=G.device))
-    if variant == "kfac":
-        n = X.shape[0]
-        A, D = _autodiff_factors(model, X)
-        return torch.block_diag(*[torch.kron(torch.linalg.pinv(Dl.T @ Dl / n, hermitian=True).contiguous(),
-                                             torch.linalg.pinv(Al.T @ Al / n, hermitian=True).contiguous())
-                                  for Al, Dl in zip(A, D)])
-    return torch.linalg.pinv(G, hermitian=True)
+    return fv.limiting_kernel(model, train, cross, X.shape[0])
 
 
 # ----------------------------------------------------------------------------------------------- several outputs (C)
 @dataclass
 class MultiSignals(Signals):
-    """Forward activations and backward signals of a :class:`~ngdlib.deep.DeepMLP` trunk with a C-output head.
+    """Forward activations and backward signals of a :class:`~ngdlib.models.DeepMLP` trunk with a C-output head.
 
     Attributes:
         A: list of L tensors; ``A[l]`` is the scaled input of layer l+1 (N x (M_l + 1), or N x M_l without bias).
@@ -786,7 +880,7 @@ class MultiSignals(Signals):
             \\partial u_{l+1}`; ``D[-1]`` is the identity :math:`\\delta^c_L = e_c` repeated over n.
         f: outputs (N x C).
 
-    ``n`` (the number of inputs) is inherited from :class:`~ngdlib.deep.Signals`.
+    ``n`` (the number of inputs) is inherited from :class:`~ngdlib.models.Signals`.
     """
 
     @property
@@ -796,7 +890,7 @@ class MultiSignals(Signals):
 
     def stacked(self) -> Signals:
         """The N C "rows" (n, c), index n C + c, of the Jacobian :math:`J_{(n,c)} = \\delta^c(x_n) \\otimes a(x_n)`:
-        ``A`` repeated C times, ``D`` flattened, as a :class:`~ngdlib.deep.Signals` with N C rows."""
+        ``A`` repeated C times, ``D`` flattened, as a :class:`~ngdlib.models.Signals` with N C rows."""
         C = self.c
         return Signals(A=[a.repeat_interleave(C, dim=0) for a in self.A],
                        D=[d.reshape(-1, d.shape[2]) for d in self.D], f=self.f.reshape(-1))
@@ -880,90 +974,9 @@ def multi_output_kernel(model: DeepMLP, head: torch.Tensor, X: torch.Tensor, var
         ValueError: for a bad model, inputs, head or variant; for exact / block_diag / tri_diag when a Gram matrix
             that must be inverted is singular (the message names it).
     """
-    _check_variant(variant)
+    fv = _variant(variant)
     ms = multi_output_signals(model, head, X)
-    s = ms.stacked()
-    n, C = ms.n, ms.c
-    if variant in ("exact", "block_diag", "tri_diag"):
-        Cs, grams = _coeff_maps(model, s, variant, 0.0, "raise")
-        return check_finite_result(f"the C-output function kernel ({variant})", sum(G @ M for G, M in zip(grams, Cs)))
-    if variant == "kfac":
-        out = 0
-        ones = torch.ones(C, C, dtype=X.dtype, device=X.device)
-        for A, D in zip(ms.A, s.D):
-            PA = torch.kron((A @ A.T) @ _projector_factor(A), ones)
-            PD = (D @ D.T) @ _projector_factor(D)
-            out = out + PA * PD
-        return check_finite_result("the C-output function kernel (kfac)", n * out)
-    out = 0
-    for l in range(model.L):
-        A, D = s.A[l], s.D[l]
-        maps = _unit_maps(model, s, l, 0.0, "pinv")
-        if maps[0] == "shared":                                   # C = 1 and a nonsingular input Gram
-            _, Kinv, Dinv = maps
-            out = out + ((A @ A.T) @ Kinv) * (D @ Dinv.T)
-        else:
-            out = out + torch.einsum("pi,pq,iqr->pr", D, A @ A.T, maps[1])
-    return check_finite_result("the C-output function kernel (unit_wise)", out)
-
-
-def dense_multi_output_kernel(model: DeepMLP, head: torch.Tensor, X: torch.Tensor, variant: str) -> torch.Tensor:
-    r"""Dense reference for :func:`multi_output_kernel` (tiny sizes): the Jacobian (N C x P) of the C-output network
-    by ``torch.func.jacrev``, :math:`F = J^\top J / N` masked to the variant's blocks (layers; ``|l - l'| <= 1``; units,
-    the head's rows being the output units) or, for kfac, :math:`\bigoplus_l B_l \otimes A_l` with :math:`D_l` by
-    autodiff of the outputs with respect to perturbations of the pre-activations; then
-    :math:`\frac1N J G^+ J^\top` with ``torch.linalg.pinv`` ((B kron A)^+ = B^+ kron A^+ for kfac).
-
-    Raises:
-        ValueError: for a bad model, inputs, head or variant, or more than ``MAX_DENSE_PARAMS`` parameters.
-    """
-    _validate(model, X)
-    _check_variant(variant)
-    _check_head(model, head)
-    trunk = [p.detach() for p in model.blocks[:-1]]
-    params = trunk + [head.detach()]
-    n_par = sum(p.numel() for p in params)
-    if n_par > MAX_DENSE_PARAMS:
-        raise ValueError(f"the dense C-output reference is for tiny sizes: {n_par} parameters > {MAX_DENSE_PARAMS}")
-    act = torch.relu if model.activation == "relu" else torch.tanh
-    n, C = X.shape[0], head.shape[0]
-
-    def g(*ps, eps=None):
-        h = X
-        for l, P in enumerate(ps):
-            u = model._scaled_input(h) @ P.T + (0 if eps is None else eps[l])
-            h = act(u) if l < len(ps) - 1 else u
-        return h                                                  # (N, C)
-
-    jac = torch.func.jacrev(g, argnums=tuple(range(len(params))))(*params)
-    J = torch.cat([j.reshape(n * C, -1) for j in jac], dim=1)
-    F = J.T @ J / n
-    sizes = [p.numel() for p in params]
-    layer_of = torch.cat([torch.full((s,), l) for l, s in enumerate(sizes)]).to(F.device)
-    if variant == "exact":
-        Ginv = torch.linalg.pinv(F, hermitian=True)
-    elif variant in ("block_diag", "tri_diag"):
-        width = 0 if variant == "block_diag" else 1
-        G = F * ((layer_of[:, None] - layer_of[None, :]).abs() <= width).to(F.dtype)
-        Ginv = torch.linalg.pinv(G, hermitian=True)
-    elif variant == "unit_wise":
-        unit_of = torch.cat([l * 10**6 + torch.arange(p.shape[0]).repeat_interleave(p.shape[1])
-                             for l, p in enumerate(params)]).to(F.device)
-        G = F * (unit_of[:, None] == unit_of[None, :]).to(F.dtype)
-        Ginv = torch.linalg.pinv(G, hermitian=True)
-    else:
-        zeros = [torch.zeros(n, p.shape[0], dtype=X.dtype, device=X.device) for p in params]
-        Ds = torch.func.jacrev(lambda e: g(*params, eps=e).sum(0))(zeros)      # each (C, N, M_l)
-        h, As = X, []
-        for l, P in enumerate(params):
-            a = model._scaled_input(h)
-            As.append(a)
-            h = act(a @ P.T)
-        Ginv = torch.block_diag(*[torch.kron(
-            torch.linalg.pinv(Dl.permute(1, 0, 2).reshape(n * C, -1).T @ Dl.permute(1, 0, 2).reshape(n * C, -1) / n,
-                              hermitian=True).contiguous(),
-            torch.linalg.pinv(Al.T @ Al / n, hermitian=True).contiguous()) for Al, Dl in zip(As, Ds)])
-    return J @ Ginv @ J.T / n
+    return fv.multi_output_kernel(model, ms, ms.stacked())
 
 
 # ------------------------------------------------------------------------------------------------- damped K-FAC

@@ -125,7 +125,7 @@ def matmul_peak(dtype: torch.dtype, device, size: int = 2048, repeats: int = 5, 
     (float32 on CUDA: IEEE float32 unless ``tf32``, then TF32 tensor cores)."""
     device = torch.device(device)
     if device.type == "cuda" and dtype == torch.float32:
-        from .models import _cuda_tf32
+        from .models._two_layer_counts import _cuda_tf32
 
         with _cuda_tf32(tf32):
             return _matmul_peak(dtype, device, size, repeats)
@@ -148,7 +148,7 @@ def _matmul_peak(dtype, device, size, repeats):
 
 def int8_peak(device, size: int = 2048, repeats: int = 5) -> float | None:
     """Throughput of ``torch._int_mm`` (int8 x int8 -> int32) in ops/s, or None where it is not available."""
-    from .models import _int8_counts
+    from .models._two_layer_counts import _int8_counts
 
     device = torch.device(device)
     if not _int8_counts(device):
@@ -175,11 +175,11 @@ def ngd_flops(n: int, m: int, d: int) -> dict:
 def performed_counts_ops(n: int, m: int, int8: bool, device="cpu") -> float:
     """Operations the count product actually performs: full n x n with int8 and on CUDA, the 10 upper blocks of a
     4 x 4 grid with float counts on a CPU for n >= SYMMETRIC_MIN_N, the full product otherwise."""
-    from . import models
+    from .models import _two_layer_counts as kern
 
-    if int8 or torch.device(device).type == "cuda" or n < models.SYMMETRIC_MIN_N:
+    if int8 or torch.device(device).type == "cuda" or n < kern.SYMMETRIC_MIN_N:
         return 2.0 * n * n * m
-    blocks = models._row_blocks(n)
+    blocks = kern._row_blocks(n)
     return 2.0 * m * sum((i1 - i0) * (j1 - j0) for k, (i0, i1) in enumerate(blocks) for j0, j1 in blocks[k:])
 
 

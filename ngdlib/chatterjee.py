@@ -1,4 +1,4 @@
-r"""Chatterjee's (2022) convergence criterion for gradient descent, and the networks it applies to.
+r"""Chatterjee's (2022) convergence criterion for gradient descent, and its analytic bounds for feedforward networks.
 
 For a non-negative :math:`C^1` function f on :math:`\mathbb R^p`, a start :math:`x_0` and a radius r > 0 let
 
@@ -14,34 +14,25 @@ C-TOY; :func:`gd_certificate`): with :math:`\beta \ge \sup_B \|\nabla^2 f\|_2`, 
 
 An infimum cannot be certified by sampling: :func:`sampled_ratio_min` only gives an upper bound on alpha (a
 consistency check). Certificates use analytic lower bounds: :func:`toy_alpha` (exact) and
-:meth:`FeedForward.alpha_lower_bound`.
+:func:`alpha_lower_bound`.
 
-**The network** (:class:`FeedForward`): inputs :math:`x \in \mathbb R^d`, no biases,
-
-.. math::
-    h_0 = x,\quad z_l = W_l h_{l-1},\quad h_l = \sigma(z_l)\ (l = 1..L),\quad u(x) = \lambda\, a^\top h_L,
-
-with :math:`W_1 \in \mathbb R^{m_1 \times d}`, :math:`W_l \in \mathbb R^{m_l \times m_{l-1}}`, :math:`a \in \mathbb
-R^{m_L}`, a smooth strictly increasing activation :math:`\sigma` (tanh, softplus or sigmoid) and a fixed (untrained)
-output scale :math:`\lambda > 0`. The trained parameters :math:`\theta = (W_1, \dots, W_L, a)` are flattened in that
-order, each matrix row-major. The loss is the mean squared error :math:`f(\theta) = \frac1n \sum_i (u(x_i) - y_i)^2`
-(no factor 1/2, like the toy :math:`(x_1 x_2 - 1)^2`).
+**The network** is :class:`ngdlib.models.FeedForward` (its equation, parameter order and the mean squared loss
+:math:`f(\theta) = \frac1n \sum_i (u(x_i) - y_i)^2`, without a factor 1/2, are in its docstring); the analytic bounds
+over a ball for it are :func:`alpha_lower_bound` and :func:`hessian_bound`.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 
-from ._history import SeriesHistory
-from ._checks import (COMPUTE_DTYPES, check_device, check_dtype, check_finite_result, check_int, check_number,
-                      check_positive,
-                      check_same_dtype_device, check_tensor, check_vector, finite_float, is_transformed)
+from ._history import History, run_loop
+from ._checks import (COMPUTE_DTYPES, check_finite_result, check_int, check_number, check_positive,
+                      check_same_dtype_device, check_tensor, finite_float, is_transformed)
 from .device import generator
+from .models.feed_forward import FEEDFORWARD_ACTIVATIONS, FeedForward
 
 __all__ = [
-    "ACTIVATIONS",
     "grad_ratio",
     "sampled_ratio_min",
     "sample_ball",
@@ -50,20 +41,13 @@ __all__ = [
     "toy_hessian_bound",
     "criterion_ratio",
     "gd_certificate",
-    "GDHistory",
     "gradient_descent",
-    "FeedForward",
+    "alpha_lower_bound",
+    "hessian_bound",
     "slope_floor",
     "full_kernel_at_zero",
     "alpha_lower_bound_shallow",
 ]
-
-#: Smooth, strictly increasing activations accepted by :class:`FeedForward`.
-ACTIVATIONS = {
-    "tanh": torch.tanh,
-    "softplus": torch.nn.functional.softplus,
-    "sigmoid": torch.sigmoid,
-}
 
 #: max |tanh''(z)| = 4 / (3 sqrt 3), attained at tanh(z) = 1/sqrt(3).
 _TANH2_MAX = 4.0 / (3.0 * math.sqrt(3.0))
@@ -276,31 +260,20 @@ def gd_certificate(f0: float, r: float, alpha: float, beta: float, eta: float) -
             "criterion": crit}
 
 
-@dataclass
-class GDHistory(SeriesHistory):
-    """What :func:`gradient_descent` records per iterate k = 0..K.
+def gradient_descent(f, x0: torch.Tensor, eta: float, steps: int, *, tol: float = 0.0, diverge_factor: float = 1e6,
+                     keep_path: bool = False):
+    """Plain gradient descent :math:`x_{k+1} = x_k - \\eta \\nabla f(x_k)` (autograd).
 
-    Attributes:
-        eta: step size.
-        f: :math:`f(x_k)`.
-        grad_norm: :math:`|\\nabla f(x_k)|`.
-        dist: :math:`|x_k - x_0|`.
-        path: :math:`\\sum_{i<k} |x_{i+1} - x_i|`.
-        xs: the iterates (K+1) x p, float64 on the CPU (only when ``keep_path``).
-    """
+    Returns ``(x_final, history)``: the last iterate and a :class:`~ngdlib.train.History` with the series, per iterate
+    k = 0..K: ``f`` :math:`f(x_k)` (monitored), ``grad_norm`` :math:`|\\nabla f(x_k)|`, ``dist`` :math:`|x_k - x_0|`,
+    ``path`` :math:`\\sum_{i<k} |x_{i+1} - x_i|`; with ``keep_path`` also the attribute ``xs``, the iterates as a
+    (K+1) x p float64 CPU tensor. Stops after ``steps`` steps, once :math:`f \\le` ``tol``, or by the divergence rule
+    of :mod:`ngdlib.train` (``history.diverged``) once f is not finite or exceeds ``diverge_factor`` times
+    :math:`f(x_0)`; ``x_final`` is then the diverged iterate.
 
-    eta: float
-    f: list = field(default_factory=list)
-    grad_norm: list = field(default_factory=list)
-    dist: list = field(default_factory=list)
-    path: list = field(default_factory=list)
-    xs: torch.Tensor | None = None
-
-
-def gradient_descent(f, x0: torch.Tensor, eta: float, steps: int, *, tol: float = 0.0, keep_path: bool = False):
-    """Plain gradient descent :math:`x_{k+1} = x_k - \\eta \\nabla f(x_k)` (autograd), with a :class:`GDHistory`.
-
-    Stops after ``steps`` steps or once :math:`f \\le` ``tol``. Returns ``(x_final, history)``.
+    Raises:
+        ValueError: if f is not callable, x0 is not a finite vector, eta is not a positive finite number, steps is
+            negative, tol is NaN, or :math:`f(x_0)` is not finite.
     """
     _callable(f)
     _point("x0", x0)
@@ -308,276 +281,104 @@ def gradient_descent(f, x0: torch.Tensor, eta: float, steps: int, *, tol: float 
     if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     check_number("tol (the early-stopping value of f)", tol, low=0.0, allow_inf=True)
-    hist = GDHistory(eta=eta)
-    x = x0.detach().clone()
-    path = 0.0
-    xs = [x.to("cpu", torch.float64)] if keep_path else None
-    for k in range(steps + 1):
+    check_number("diverge_factor", diverge_factor, low=0.0, low_open=True, allow_inf=True)
+    hist = History(method="gd", eta=eta, series={k: [] for k in ("f", "grad_norm", "dist", "path")})
+    state = {"x": x0.detach().clone(), "path": 0.0}
+    xs = [state["x"].to("cpu", torch.float64)] if keep_path else None
+
+    def observe(k):
+        x = state["x"]
         v, g = _value_and_grad(f, x)
-        fv = float(v)
-        if not math.isfinite(fv):
-            if k == 0:
-                raise ValueError(f"f(x_0) = {fv} is not finite: f must be finite at the start (rescale x0 or f)")
-            raise ValueError(f"gradient descent diverged: f(x_{k}) = {fv} (reduce eta)")
-        gn = float(torch.linalg.vector_norm(g))
-        hist.f.append(fv)
-        hist.grad_norm.append(gn)
-        hist.dist.append(float(torch.linalg.vector_norm(x - x0)))
-        hist.path.append(path)
-        if k == steps or fv <= tol:
-            break
-        x = x - eta * g
-        path += eta * gn
+        state["g"], state["gn"] = g, float(torch.linalg.vector_norm(g))
+        return float(v), {"grad_norm": state["gn"], "dist": float(torch.linalg.vector_norm(x - x0)),
+                          "path": state["path"]}
+
+    def advance(k):
+        state["x"] = state["x"] - eta * state["g"]
+        state["path"] += eta * state["gn"]
         if keep_path:
-            xs.append(x.to("cpu", torch.float64))
+            xs.append(state["x"].to("cpu", torch.float64))
+
+    run_loop(hist, observe, advance, steps, tol=tol, diverge_factor=diverge_factor, monitor="f")
     if keep_path:
-        hist.xs = torch.stack(xs)
-    return x, hist
+        hist.xs = torch.stack(xs[: hist.steps + 1])
+    return state["x"], hist
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# the feedforward network
+# analytic bounds over a ball for the feedforward network (tanh)
 # ----------------------------------------------------------------------------------------------------------------
-class FeedForward:
-    """Bias-free feedforward network :math:`u(x) = \\lambda a^\\top \\sigma(W_L \\cdots \\sigma(W_1 x))` (module
-    docstring), as a function of a flat parameter vector :math:`\\theta = (W_1, \\dots, W_L, a)`.
+def _tanh_only(net, what):
+    if net.activation != "tanh":
+        raise ValueError(f"{what} is derived for tanh (sigma(0) = 0, |sigma(z)| <= |z|, sigma' = sech^2 "
+                         f"decreasing in |z|); got activation {net.activation!r}")
 
-    Args:
-        d: input dimension.
-        widths: hidden widths (m_1, ..., m_L), L >= 1.
-        activation: ``"tanh"``, ``"softplus"`` or ``"sigmoid"`` (smooth and strictly increasing; ReLU is refused).
-        scale: the fixed output scale :math:`\\lambda > 0`.
+def alpha_lower_bound(net: FeedForward, theta0: torch.Tensor, X: torch.Tensor, r: float) -> float:
+    """An analytic lower bound on :math:`\\alpha(\\theta_0, r)` for the mean-squared loss (tanh, :math:`W_1 = 0`
+    at :math:`\\theta_0`; derived in the book's chapter C-SCALE):
+
+    .. math::
+        \\alpha(\\theta_0, r) \\ge \\frac4n \\lambda_{\\min}(X X^\\top)\\, \\lambda^2 (|a_0| - r)_+^2
+        \\prod_{l=1}^L \\mathrm{sech}^4(\\zeta_l) \\prod_{l=2}^L (s_l - r)_+^2,
+
+    with :math:`s_l` the :math:`m_l`-th singular value of :math:`W_l^0` (0 if :math:`m_l > m_{l-1}`),
+    :math:`\\zeta_1 = r \\max_i |x_i|` and :math:`\\zeta_l = (\\|W_l^0\\|_2 + r)\\min(\\zeta_{l-1},
+    \\sqrt{m_{l-1}})` (bounds on :math:`|z_l|` over the ball). Positive only when d >= n (linearly independent
+    inputs), :math:`|a_0| > r` and :math:`s_l > r`.
     """
+    _tanh_only(net, "alpha_lower_bound")
+    net._require_w1_zero(theta0)
+    net._check_X(X, theta0)
+    r = check_positive("r (the radius)", r)
+    n = X.shape[0]
+    lam_min = max(float(torch.linalg.eigvalsh(X @ X.T)[0]), 0.0) if n <= net.d else 0.0
+    p = net.unflatten(theta0)
+    rho = float(torch.linalg.vector_norm(X, dim=1).max())
+    zeta = r * rho
+    factor = (1.0 / math.cosh(zeta)) ** 4
+    for l in range(2, net.depth + 1):
+        W0 = p[l - 1]
+        sv = torch.linalg.svdvals(W0)
+        s_l = float(sv[-1]) if W0.shape[0] <= W0.shape[1] else 0.0
+        zeta = (float(sv[0]) + r) * min(zeta, math.sqrt(net.widths[l - 2]))
+        factor *= max(s_l - r, 0.0) ** 2 * (1.0 / math.cosh(zeta)) ** 4
+    a_norm = float(torch.linalg.vector_norm(p[-1]))
+    return finite_float("the lower bound on alpha",
+                        lambda: 4.0 / n * lam_min * net.scale ** 2 * max(a_norm - r, 0.0) ** 2 * factor)
 
-    def __init__(self, d: int, widths, activation: str = "tanh", scale: float = 1.0):
-        try:
-            widths = list(widths)
-        except TypeError:
-            pass   # refused just below
-        if (not (isinstance(d, int) and not isinstance(d, bool) and d >= 1) or not isinstance(widths, list)
-                or not widths or not all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in widths)):
-            raise ValueError(f"FeedForward needs an int d >= 1 and hidden widths (m_1, ..., m_L) of positive ints, "
-                             f"got d = {d!r}, widths = {widths!r}")
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"activation must be smooth and strictly increasing, one of {sorted(ACTIVATIONS)}; "
-                             f"got {activation!r}")
-        self.d, self.widths, self.activation = d, widths, activation
-        self.sigma = ACTIVATIONS[activation]
-        self.scale = check_positive("scale (the output scale lambda)", scale)
-        dims = [d] + widths
-        self.shapes = [(dims[l + 1], dims[l]) for l in range(len(widths))] + [(widths[-1],)]
-        self.sizes = [math.prod(s) for s in self.shapes]
-        self.num_params = sum(self.sizes)
+def hessian_bound(net: FeedForward, theta0: torch.Tensor, X: torch.Tensor, y: torch.Tensor, r: float) -> float:
+    """An analytic :math:`\\beta \\ge \\sup_{B(\\theta_0, r)} \\|\\nabla^2 f\\|_2` for one hidden tanh layer
+    (L = 1) and :math:`W_1 = 0` at :math:`\\theta_0` (derived in chapter C-SCALE):
 
-    @property
-    def depth(self) -> int:
-        """L, the number of hidden layers."""
-        return len(self.widths)
+    .. math::
+        \\beta = \\frac2n \\sum_i \\Big[\\lambda^2 \\rho^2 A^2 + \\big(\\lambda A \\rho r + |y_i|\\big)\\,
+        \\lambda \\rho \\big((|a_0|_\\infty + r)\\, c_2 \\rho + 1\\big)\\Big],
 
-    # ---- parameters ----
-    def unflatten(self, theta: torch.Tensor) -> list:
-        """The list ``[W_1, ..., W_L, a]`` (views of ``theta``)."""
-        check_vector("theta", theta, self.num_params, "the flat parameters (W_1, ..., W_L, a)")
-        out, k = [], 0
-        for shp, sz in zip(self.shapes, self.sizes):
-            out.append(theta[k:k + sz].reshape(shp))
-            k += sz
-        return out
-
-    def flatten(self, params) -> torch.Tensor:
-        """Inverse of :meth:`unflatten`."""
-        params = list(params)
-        for i, p in enumerate(params):
-            check_tensor(f"params[{i}]", p)
-        if len(params) != len(self.shapes) or any(tuple(p.shape) != s for p, s in zip(params, self.shapes)):
-            raise ValueError(f"params must have shapes {self.shapes}, got {[tuple(p.shape) for p in params]}")
-        for i, p in enumerate(params[1:], start=1):
-            check_same_dtype_device(f"params[{i}]", p, "params[0]", params[0])
-        return torch.cat([p.reshape(-1) for p in params])
-
-    def positive_init(self, seed: int = 0, a_norm: float = 1.0, hidden_low: float = 0.5, hidden_high: float = 1.5,
-                      dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
-        """Chatterjee's kind of start: :math:`W_1 = 0`; hidden weights :math:`W_l` (l >= 2) with i.i.d. entries
-        uniform on [hidden_low, hidden_high] divided by :math:`\\sqrt{m_{l-1}}` (positive); output weights
-        :math:`a = a_{norm} \\mathbf 1 / \\sqrt{m_L}` (positive, norm ``a_norm``). Large outputs come from ``scale``."""
-        a_norm = check_positive("a_norm (the norm of the output weights)", a_norm)
-        hidden_low = check_positive("hidden_low (the smallest hidden weight, times sqrt(m))", hidden_low, allow_zero=True)
-        hidden_high = check_positive("hidden_high (the largest hidden weight, times sqrt(m))", hidden_high, allow_zero=True)
-        if hidden_low > hidden_high:
-            raise ValueError(f"hidden_low = {hidden_low} must be <= hidden_high = {hidden_high}")
-        check_dtype(dtype)
-        check_device(device)
-        g = generator(seed)
-        params = [torch.zeros(self.shapes[0], dtype=torch.float64)]
-        for shp in self.shapes[1:-1]:
-            U = hidden_low + (hidden_high - hidden_low) * torch.rand(shp, generator=g, dtype=torch.float64)
-            params.append(U / math.sqrt(shp[1]))
-        m = self.widths[-1]
-        params.append(torch.full((m,), a_norm / math.sqrt(m), dtype=torch.float64))
-        return self.flatten(params).to(dtype=dtype, device=device)
-
-    # ---- the function ----
-    def _check_X(self, X, theta=None):
-        check_tensor("X", X, ndim=2)
-        if X.shape[1] != self.d:
-            raise ValueError(f"X must be n x d with d = {self.d}, got {tuple(X.shape)}")
-        if theta is not None:
-            check_same_dtype_device("X", X, "theta", theta)
-
-    def _check_y(self, y, X):
-        check_vector("y", y, X.shape[0], "one target per input")
-        check_same_dtype_device("y", y, "X", X)
-
-    def forward(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        """Outputs :math:`u(x_i)` for the rows of X (length n)."""
-        p = self.unflatten(theta)
-        self._check_X(X, theta)
-        h = X
-        for W in p[:-1]:
-            h = self.sigma(h @ W.T)
-        return check_finite_result("the network output u", self.scale * (h @ p[-1]))
-
-    def loss(self, theta: torch.Tensor, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """:math:`f(\\theta) = \\frac1n \\sum_i (u(x_i) - y_i)^2` (a scalar tensor)."""
-        self._check_X(X)
-        self._check_y(y, X)
-        return ((self.forward(theta, X) - y) ** 2).mean()
-
-    def loss_fn(self, X: torch.Tensor, y: torch.Tensor):
-        """The loss as a callable of theta alone (for :func:`grad_ratio` and :func:`gradient_descent`)."""
-        self._check_X(X)
-        self._check_y(y, X)
-        return lambda theta: self.loss(theta, X, y)
-
-    # ---- the first layer at zero ----
-    def _require_w1_zero(self, theta):
-        W1 = self.unflatten(theta)[0]
-        if bool((W1 != 0).any()):
-            raise ValueError("the identity J_1 J_1^T = |v|^2 X X^T needs the first-layer weights W_1 = 0 "
-                             f"(max |W_1| = {float(W1.abs().max()):.3e})")
-
-    def first_layer_backprop(self, theta: torch.Tensor) -> torch.Tensor:
-        """The vector :math:`v = \\partial u / \\partial z_1` at :math:`W_1 = 0`, the same for every input.
-
-        With :math:`W_1 = 0` every input has :math:`z_1 = 0`, hence the same hidden representations
-        :math:`h_l`; backpropagation gives :math:`e_L = \\lambda\\, a \\odot \\sigma'(z_L)`,
-        :math:`e_l = \\sigma'(z_l) \\odot W_{l+1}^\\top e_{l+1}` and :math:`v = e_1` (length m_1).
-        """
-        self._require_w1_zero(theta)
-        p = self.unflatten(theta)
-        z = torch.zeros(self.widths[0], dtype=theta.dtype, device=theta.device)
-        zs = [z]
-        for W in p[1:-1]:
-            z = W @ self.sigma(z)
-            zs.append(z)
-        dsig = [self._dsigma(z) for z in zs]
-        e = self.scale * p[-1] * dsig[-1]
-        for l in range(self.depth - 1, 0, -1):
-            e = dsig[l - 1] * (p[l].T @ e)
-        return check_finite_result("the backpropagated vector v", e)
-
-    def _dsigma(self, z):
-        if self.activation == "tanh":
-            return 1 - torch.tanh(z) ** 2
-        if self.activation == "sigmoid":
-            s = torch.sigmoid(z)
-            return s * (1 - s)
-        return torch.sigmoid(z)  # softplus' = sigmoid
-
-    def kernel_at_zero(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        """:math:`J_1 J_1^\\top = |v|^2 X X^\\top` (n x n) at :math:`W_1 = 0`, without forming :math:`J_1`.
-
-        :math:`J_1` (n x m_1 d) is the Jacobian of the outputs with respect to :math:`W_1`; its row i is
-        :math:`\\mathrm{vec}(v x_i^\\top)`, so :math:`(J_1 J_1^\\top)_{ij} = |v|^2 x_i^\\top x_j`.
-        """
-        v = self.first_layer_backprop(theta)
-        self._check_X(X, theta)
-        return check_finite_result("J_1 J_1^T", (v @ v) * (X @ X.T))
-
-    def first_layer_jacobian(self, theta: torch.Tensor, X: torch.Tensor) -> torch.Tensor:
-        """Dense reference: :math:`J_1 = \\partial u / \\partial W_1` (n x m_1 d, W_1 row-major) by autograd, at any
-        theta. For tiny sizes (tests and notebooks)."""
-        self.unflatten(theta)
-        self._check_X(X, theta)
-        k = self.sizes[0]
-
-        def u_of_w1(w1):
-            return self.forward(torch.cat([w1, theta[k:]]), X)
-
-        return torch.func.jacrev(u_of_w1)(theta[:k].detach())
-
-    # ---- analytic bounds over a ball (tanh) ----
-    def _tanh_only(self, what):
-        if self.activation != "tanh":
-            raise ValueError(f"{what} is derived for tanh (sigma(0) = 0, |sigma(z)| <= |z|, sigma' = sech^2 "
-                             f"decreasing in |z|); got activation {self.activation!r}")
-
-    def alpha_lower_bound(self, theta0: torch.Tensor, X: torch.Tensor, r: float) -> float:
-        """An analytic lower bound on :math:`\\alpha(\\theta_0, r)` for the mean-squared loss (tanh, :math:`W_1 = 0`
-        at :math:`\\theta_0`; derived in the book's chapter C-SCALE):
-
-        .. math::
-            \\alpha(\\theta_0, r) \\ge \\frac4n \\lambda_{\\min}(X X^\\top)\\, \\lambda^2 (|a_0| - r)_+^2
-            \\prod_{l=1}^L \\mathrm{sech}^4(\\zeta_l) \\prod_{l=2}^L (s_l - r)_+^2,
-
-        with :math:`s_l` the :math:`m_l`-th singular value of :math:`W_l^0` (0 if :math:`m_l > m_{l-1}`),
-        :math:`\\zeta_1 = r \\max_i |x_i|` and :math:`\\zeta_l = (\\|W_l^0\\|_2 + r)\\min(\\zeta_{l-1},
-        \\sqrt{m_{l-1}})` (bounds on :math:`|z_l|` over the ball). Positive only when d >= n (linearly independent
-        inputs), :math:`|a_0| > r` and :math:`s_l > r`.
-        """
-        self._tanh_only("alpha_lower_bound")
-        self._require_w1_zero(theta0)
-        self._check_X(X, theta0)
-        r = check_positive("r (the radius)", r)
-        n = X.shape[0]
-        lam_min = max(float(torch.linalg.eigvalsh(X @ X.T)[0]), 0.0) if n <= self.d else 0.0
-        p = self.unflatten(theta0)
-        rho = float(torch.linalg.vector_norm(X, dim=1).max())
-        zeta = r * rho
-        factor = (1.0 / math.cosh(zeta)) ** 4
-        for l in range(2, self.depth + 1):
-            W0 = p[l - 1]
-            sv = torch.linalg.svdvals(W0)
-            s_l = float(sv[-1]) if W0.shape[0] <= W0.shape[1] else 0.0
-            zeta = (float(sv[0]) + r) * min(zeta, math.sqrt(self.widths[l - 2]))
-            factor *= max(s_l - r, 0.0) ** 2 * (1.0 / math.cosh(zeta)) ** 4
-        a_norm = float(torch.linalg.vector_norm(p[-1]))
-        return finite_float("the lower bound on alpha",
-                            lambda: 4.0 / n * lam_min * self.scale ** 2 * max(a_norm - r, 0.0) ** 2 * factor)
-
-    def hessian_bound(self, theta0: torch.Tensor, X: torch.Tensor, y: torch.Tensor, r: float) -> float:
-        """An analytic :math:`\\beta \\ge \\sup_{B(\\theta_0, r)} \\|\\nabla^2 f\\|_2` for one hidden tanh layer
-        (L = 1) and :math:`W_1 = 0` at :math:`\\theta_0` (derived in chapter C-SCALE):
-
-        .. math::
-            \\beta = \\frac2n \\sum_i \\Big[\\lambda^2 \\rho^2 A^2 + \\big(\\lambda A \\rho r + |y_i|\\big)\\,
-            \\lambda \\rho \\big((|a_0|_\\infty + r)\\, c_2 \\rho + 1\\big)\\Big],
-
-        :math:`A = |a_0| + r`, :math:`\\rho = \\max_i |x_i|`, :math:`c_2 = \\max|\\tanh''| = 4/(3\\sqrt3)`.
-        """
-        self._tanh_only("hessian_bound")
-        if self.depth != 1:
-            raise ValueError(f"hessian_bound is derived for one hidden layer (L = 1), got L = {self.depth}")
-        self._require_w1_zero(theta0)
-        self._check_X(X, theta0)
-        self._check_y(y, X)
-        r = check_positive("r (the radius)", r)
-        n = X.shape[0]
-        a0 = self.unflatten(theta0)[-1]
-        A = float(torch.linalg.vector_norm(a0)) + r
-        a_inf = float(a0.abs().max()) + r
-        rho = float(torch.linalg.vector_norm(X, dim=1).max())
-        lam = self.scale
-        hess_u = lam * rho * (a_inf * _TANH2_MAX * rho + 1.0)
-        return finite_float("the Hessian bound beta", lambda: 2.0 / n * sum(
-            lam ** 2 * rho ** 2 * A ** 2 + (lam * A * rho * r + abs(float(yi))) * hess_u for yi in y))
+    :math:`A = |a_0| + r`, :math:`\\rho = \\max_i |x_i|`, :math:`c_2 = \\max|\\tanh''| = 4/(3\\sqrt3)`.
+    """
+    _tanh_only(net, "hessian_bound")
+    if net.depth != 1:
+        raise ValueError(f"hessian_bound is derived for one hidden layer (L = 1), got L = {net.depth}")
+    net._require_w1_zero(theta0)
+    net._check_X(X, theta0)
+    net._check_y(y, X)
+    r = check_positive("r (the radius)", r)
+    n = X.shape[0]
+    a0 = net.unflatten(theta0)[-1]
+    A = float(torch.linalg.vector_norm(a0)) + r
+    a_inf = float(a0.abs().max()) + r
+    rho = float(torch.linalg.vector_norm(X, dim=1).max())
+    lam = net.scale
+    hess_u = lam * rho * (a_inf * _TANH2_MAX * rho + 1.0)
+    return finite_float("the Hessian bound beta", lambda: 2.0 / n * sum(
+        lam ** 2 * rho ** 2 * A ** 2 + (lam * A * rho * r + abs(float(yi))) * hess_u for yi in y))
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # activations with sigma(0) != 0 (chapter C-ACT): the whole kernel at W_1 = 0, and alpha for one hidden layer
 # ----------------------------------------------------------------------------------------------------------------
 def slope_floor(activation: str, zeta: float) -> float:
-    """:math:`\\min_{|t| \\le \\zeta} \\sigma'(t)` for one of :data:`ACTIVATIONS`.
+    """:math:`\\min_{|t| \\le \\zeta} \\sigma'(t)` for one of :data:`ngdlib.models.FEEDFORWARD_ACTIVATIONS`.
 
     tanh and sigmoid have an even derivative that decreases in :math:`|t|` (:math:`\\mathrm{sech}^2(\\zeta)`,
     :math:`s(\\zeta)(1 - s(\\zeta))`); softplus has the increasing derivative :math:`s(t)` (the sigmoid), so its minimum
@@ -586,8 +387,8 @@ def slope_floor(activation: str, zeta: float) -> float:
     >>> round(slope_floor("softplus", 0.0), 12)
     0.5
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if activation not in FEEDFORWARD_ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(FEEDFORWARD_ACTIVATIONS)}, got {activation!r}")
     zeta = check_positive("zeta (the largest |pre-activation|)", zeta, allow_zero=True)
     if activation == "tanh":
         return finite_float("the slope floor", lambda: 1.0 / math.cosh(zeta) ** 2 if zeta < 350 else 0.0)
@@ -628,7 +429,7 @@ def full_kernel_at_zero(net: FeedForward, theta: torch.Tensor, X: torch.Tensor) 
 
 def alpha_lower_bound_shallow(net: FeedForward, theta0: torch.Tensor, X: torch.Tensor, r: float) -> float:
     """An analytic lower bound on :math:`\\alpha(\\theta_0, r)` for one hidden layer (L = 1), any activation of
-    :data:`ACTIVATIONS`, :math:`W_1 = 0` at :math:`\\theta_0` (chapter C-ACT):
+    :data:`ngdlib.models.FEEDFORWARD_ACTIVATIONS`, :math:`W_1 = 0` at :math:`\\theta_0` (chapter C-ACT):
 
     .. math::
         \\alpha(\\theta_0, r) \\ge \\frac4n \\lambda_{\\min}(X X^\\top)\\, \\lambda^2\\, m_\\sigma(r\\rho)^2\\,
@@ -636,7 +437,7 @@ def alpha_lower_bound_shallow(net: FeedForward, theta0: torch.Tensor, X: torch.T
 
     In the ball :math:`|W_1|_F \\le r`, so every pre-activation has :math:`|z| \\le r\\rho`, and
     :math:`|a| \\ge |a_0| - r`; Schur's bound on :math:`(XX^\\top) \\odot (\\Delta\\Delta^\\top)` does the rest. For
-    tanh it equals :meth:`FeedForward.alpha_lower_bound` at L = 1. The start need not have zero output.
+    tanh it equals :func:`alpha_lower_bound` at L = 1. The start need not have zero output.
     """
     if not isinstance(net, FeedForward):
         raise ValueError(f"net must be a FeedForward network, got {type(net).__name__}")

@@ -29,6 +29,7 @@ from ._checks import check_assumption1 as _check_assumption1
 from ._checks import check_finite_result, check_same_dtype_device, check_vector
 from ._linalg import check_full_column_rank, pinv, psd_eigh, solve_psd, solve_psd_cholesky
 from .models import TwoLayerReLU
+from .models import _two_layer_counts as _k
 
 __all__ = ["ngd_direction", "ngd_step", "kfac_direction", "gd_direction", "validate", "gram_eigh"]
 
@@ -108,14 +109,14 @@ def ngd_step(model, X: torch.Tensor, r: torch.Tensor, *, chunk: int | None = Non
     _check_residual(r, X)
     n = X.shape[0]
     _check_width(model, n)
-    pattern, G = model._pattern_and_gram(X, chunk, keep_pattern=True, counts=counts)
+    pattern, G = _k.pattern_and_gram(model, X, chunk, keep_pattern=True, counts=counts)
     what, remedy = "Condition 1: the Gram matrix G = J J^T", _width_remedy(model, n)
     if spectrum:
         evals, evecs = psd_eigh(G, what, remedy)
         z = evecs @ ((evecs.T @ r) / evals)
     else:
         evals, z = None, solve_psd_cholesky(G, r, what, remedy)
-    return check_finite_result("the NGD direction J^T G^{-1} r", model._vjp_from_pattern(pattern, X, z, chunk)), evals
+    return check_finite_result("the NGD direction J^T G^{-1} r", _k.vjp_from_pattern(model, pattern, X, z, chunk)), evals
 
 
 def ngd_direction(model, X: torch.Tensor, r: torch.Tensor, *, check_assumption1: bool = True,
@@ -147,12 +148,12 @@ def kfac_direction(model, X: torch.Tensor, r: torch.Tensor, *, check_assumption1
     validate(model, X, r, check_assumption1)
     n, d = X.shape
     check_full_column_rank(X, "Theorem 4 (K-FAC) assumption violated")
-    pattern, C = model._pattern_and_counts(X, None, keep_pattern=True, counts=counts)
+    pattern, C = _k.pattern_and_counts(model, X, None, keep_pattern=True, counts=counts)
     SSt = C.to(X.dtype) / model.m                          # S S^T, each entry a count / m
     SSt_pinv = pinv(SSt, hermitian=True)
     rX = r[:, None] * X                                    # diag(r) X          (n x d)
     right = solve_psd(X.T @ X, rX.T, "K-FAC input factor X^T X", "rank(X) = d is required (Theorem 4)").T
-    D = model._features_T_times(pattern, X, SSt_pinv @ right, None)   # S^T (S S^T)^+ diag(r) X (X^T X)^{-1}
+    D = _k.features_T_times(model, pattern, X, SSt_pinv @ right, None)   # S^T (S S^T)^+ diag(r) X (X^T X)^{-1}
     return check_finite_result("the K-FAC direction", D)
 
 

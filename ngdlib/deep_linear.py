@@ -1,8 +1,9 @@
 r"""Deep linear networks trained by gradient descent on whitened data (Arora, Cohen, Golowich & Hu, 2019).
 
-A depth-N linear network is a list of matrices ``layers = [W_1, ..., W_N]`` with :math:`W_j \in \mathbb R^{d_j \times
+The network (:mod:`ngdlib.models`): a depth-N linear network is a list of matrices
+``layers = [W_1, ..., W_N]`` with :math:`W_j \in \mathbb R^{d_j \times
 d_{j-1}}`; it maps :math:`x \mapsto W_N \cdots W_1 x`. Its end-to-end matrix is :math:`W_{1:N} = W_N W_{N-1} \cdots W_1
-\in \mathbb R^{d_N \times d_0}` (:func:`end_to_end`).
+\in \mathbb R^{d_N \times d_0}` (:func:`ngdlib.models.end_to_end`).
 
 **Whitened data.** For n samples (rows of X, n x d_0, and of Y, n x d_N) with :math:`X^\top X / n = I` the loss is
 
@@ -37,23 +38,18 @@ All matrices are float tensors; device and dtype follow the inputs (float64 for 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 
-from ._history import SeriesHistory
-from ._checks import (check_device, check_dtype, check_finite_result, check_int, check_number, check_positive,
+from ._history import History, run_loop
+from ._checks import (check_finite_result, check_int, check_number, check_positive,
                       check_same_dtype_device, check_tensor, finite_float)
 from ._linalg import psd_power
 from .data import WhitenedData, whitened_data  # noqa: F401  (moved to ngdlib.data; old name kept for callers)
-from .device import generator
+from .models.deep_linear import _prefixes, _suffixes, check_layers, dims, end_to_end, gaussian_init  # noqa: F401
 
 __all__ = [
     "RECALLED_T1_CONSTANTS",
-    "DeepLinearHistory",
-    "check_layers",
-    "dims",
-    "end_to_end",
     "loss",
     "gradients",
     "gd_step",
@@ -62,7 +58,6 @@ __all__ = [
     "deficiency_margin",
     "sigma_min",
     "balanced_init",
-    "gaussian_init",
     "data_loss",
     "train_gd",
     "gradient_flow",
@@ -82,31 +77,6 @@ RECALLED_T1_CONSTANTS = {"delta": 256.0, "eta": 6144.0, "status": "recalled, not
 # ----------------------------------------------------------------------------------------------------------------
 # validation helpers
 # ----------------------------------------------------------------------------------------------------------------
-def check_layers(layers) -> list:
-    """Check a deep linear network: a non-empty list of finite 2-D float tensors, same dtype and device, with
-    chaining shapes ``layers[j].shape[1] == layers[j-1].shape[0]`` (W_j is d_j x d_{j-1}). Returns it as a list.
-
-    Raises:
-        ValueError: if layers is not a non-empty list of finite 2-D float tensors of one dtype and device whose
-            shapes chain.
-    """
-    if not isinstance(layers, (list, tuple)) or len(layers) == 0:
-        raise ValueError("layers must be a non-empty list [W_1, ..., W_N] of 2-D tensors (W_j is d_j x d_{j-1})")
-    layers = list(layers)
-    for j, W in enumerate(layers, start=1):
-        check_tensor(f"W_{j}", W, ndim=2)
-    dt, dev = layers[0].dtype, layers[0].device
-    for j, W in enumerate(layers, start=1):
-        if W.dtype != dt or W.device != dev:
-            raise ValueError(f"W_{j} has dtype {W.dtype} on {W.device}, W_1 has {dt} on {dev}; they must match")
-    for j in range(1, len(layers)):
-        if layers[j].shape[1] != layers[j - 1].shape[0]:
-            raise ValueError(
-                f"layer shapes do not chain: W_{j + 1} is {tuple(layers[j].shape)} but W_{j} is "
-                f"{tuple(layers[j - 1].shape)}; W_{j + 1} must have d_{j} = {layers[j - 1].shape[0]} columns")
-    return layers
-
-
 def _check_phi(Phi, layers) -> torch.Tensor:
     check_tensor("Phi", Phi, ndim=2)
     shape = (layers[-1].shape[0], layers[0].shape[1])
@@ -118,49 +88,11 @@ def _check_phi(Phi, layers) -> torch.Tensor:
     return Phi
 
 
-def dims(layers) -> tuple:
-    """The widths ``(d_0, d_1, ..., d_N)`` of a network."""
-    layers = check_layers(layers)
-    return (layers[0].shape[1],) + tuple(W.shape[0] for W in layers)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # the network, its loss and its gradients
 # ----------------------------------------------------------------------------------------------------------------
-def _prefixes(layers):
-    """P[j] = W_j ... W_1 for j = 0..N (P[0] = identity of size d_0)."""
-    d0 = layers[0].shape[1]
-    P = [torch.eye(d0, dtype=layers[0].dtype, device=layers[0].device)]
-    for W in layers:
-        P.append(W @ P[-1])
-    return P
-
-
-def _suffixes(layers):
-    """S[j] = W_N ... W_{j+1} for j = 0..N (S[N] = identity of size d_N)."""
-    dN = layers[-1].shape[0]
-    N = len(layers)
-    S = [None] * (N + 1)
-    S[N] = torch.eye(dN, dtype=layers[0].dtype, device=layers[0].device)
-    for j in range(N - 1, -1, -1):
-        S[j] = S[j + 1] @ layers[j]
-    return S
-
-
-def end_to_end(layers) -> torch.Tensor:
-    """The end-to-end matrix :math:`W_{1:N} = W_N \\cdots W_1` (d_N x d_0).
-
-    >>> import torch
-    >>> end_to_end([torch.eye(2, dtype=torch.float64), 2 * torch.eye(2, dtype=torch.float64)])[0, 0].item()
-    2.0
-    """
-    layers = check_layers(layers)
-    P = layers[0]
-    for W in layers[1:]:
-        P = W @ P
-    return check_finite_result("the end-to-end matrix W_N ... W_1", P)
-
-
 def loss(layers, Phi) -> float:
     """:math:`\\ell(W_{1:N}) = \\tfrac12 \\|W_{1:N} - \\Phi\\|_F^2` (the whitened-data loss up to a constant)."""
     layers = check_layers(layers)
@@ -291,34 +223,6 @@ def balanced_init(A: torch.Tensor, hidden_dims) -> list:
     return layers
 
 
-def gaussian_init(widths, std: float, seed: int = 0, dtype: torch.dtype = torch.float64, device=None) -> list:
-    """Layer-wise independent Gaussian initialisation: every entry of every :math:`W_j` i.i.d. N(0, std^2).
-
-    Args:
-        widths: (d_0, d_1, ..., d_N).
-        std: the standard deviation (> 0).
-        seed: seed of the CPU generator (draws in float64, then cast and moved).
-        dtype: dtype of the returned layers.
-        device: device of the returned layers (default CPU).
-
-    Raises:
-        ValueError: if widths is not a sequence of at least two positive ints, std is not positive, or the dtype /
-            device is not usable.
-    """
-    widths = list(widths)
-    if len(widths) < 2 or not all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in widths):
-        raise ValueError(f"widths must be a sequence (d_0, ..., d_N) of at least two positive ints, got {widths!r}")
-    std = check_positive("std", std)
-    check_dtype(dtype)
-    check_device(device)
-    g = generator(seed)
-    out = []
-    for j in range(1, len(widths)):
-        W = std * torch.randn(widths[j], widths[j - 1], generator=g, dtype=torch.float64)
-        out.append(W.to(dtype=dtype, device=device))
-    return out
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # whitened data
 # ----------------------------------------------------------------------------------------------------------------
@@ -344,38 +248,23 @@ def data_loss(layers, X: torch.Tensor, Y: torch.Tensor) -> float:
 # ----------------------------------------------------------------------------------------------------------------
 # training
 # ----------------------------------------------------------------------------------------------------------------
-@dataclass
-class DeepLinearHistory(SeriesHistory):
-    """What :func:`train_gd` records, one entry per iterate t = 0..T (index t is before step t+1).
-
-    Attributes:
-        eta: the step size.
-        loss: :math:`\\ell(t) = \\tfrac12\\|W_{1:N}(t) - \\Phi\\|_F^2`.
-        balancedness: :math:`\\max_j \\|W_{j+1}^\\top W_{j+1} - W_j W_j^\\top\\|_F` at t.
-        sigma_min: smallest singular value of :math:`W_{1:N}(t)` (NaN when not tracked).
-        grad_sq: :math:`\\sum_j \\|G_j(t)\\|_F^2` (the squared gradient norm; NaN at the last iterate).
-        pair_grad_sq: per pair j = 1..N-1, :math:`\\|G_{j+1}\\|_F^2 + \\|G_j\\|_F^2` at t (for the balancedness drift
-            bound of the chapter A-BAL).
-        diverged: the run stopped because the loss exceeded ``diverge_factor`` times its start or became non-finite.
-    """
-
-    eta: float
-    loss: list = field(default_factory=list)
-    balancedness: list = field(default_factory=list)
-    sigma_min: list = field(default_factory=list)
-    grad_sq: list = field(default_factory=list)
-    pair_grad_sq: list = field(default_factory=list)
-    diverged: bool = False
-
-
 def train_gd(layers, Phi, eta: float, steps: int, *, tol: float = 0.0, diverge_factor: float = 1e6,
              track_sigma_min: bool = True, track_balancedness: bool = True):
     """Gradient descent :math:`W_j \\leftarrow W_j - \\eta \\nabla_{W_j} \\ell` for ``steps`` steps.
 
     Returns ``(layers, history)``: the final layers (new tensors; the inputs are not modified) and a
-    :class:`DeepLinearHistory`. Stops early once :math:`\\ell \\le` ``tol``, or (``diverged = True``) once the loss is
-    non-finite or above ``diverge_factor`` times its start. ``track_sigma_min`` / ``track_balancedness`` off record
-    NaN instead (faster for long sweeps).
+    :class:`~ngdlib.train.History` with the series, per iterate t = 0..T (index t is before step t+1): ``loss``
+    :math:`\\ell(t) = \\tfrac12\\|W_{1:N}(t) - \\Phi\\|_F^2` (monitored), ``balancedness``
+    :math:`\\max_j \\|W_{j+1}^\\top W_{j+1} - W_j W_j^\\top\\|_F`, ``grad_sq`` :math:`\\sum_j \\|G_j(t)\\|_F^2`,
+    ``pair_grad_sq`` (per pair j = 1..N-1, :math:`\\|G_{j+1}\\|_F^2 + \\|G_j\\|_F^2`, for the balancedness drift
+    bound of chapter A-BAL) and ``sigma_min`` (the smallest singular value of :math:`W_{1:N}(t)`). Stops early once
+    :math:`\\ell \\le` ``tol``, or by the divergence rule of :mod:`ngdlib.train` (``history.diverged``) once the
+    loss is non-finite or above ``diverge_factor`` times its start. ``track_sigma_min`` / ``track_balancedness`` off
+    record NaN instead (faster for long sweeps).
+
+    Raises:
+        ValueError: for layers that do not chain, a target of the wrong shape, a step size that is not a positive
+            finite number, a negative step count, or a start whose loss is not finite.
     """
     layers = check_layers(layers)
     _check_phi(Phi, layers)
@@ -384,33 +273,35 @@ def train_gd(layers, Phi, eta: float, steps: int, *, tol: float = 0.0, diverge_f
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     check_number("tol (the early-stopping loss)", tol, low=0.0, allow_inf=True)
     check_number("diverge_factor", diverge_factor, low=0.0, low_open=True, allow_inf=True)
-    hist = DeepLinearHistory(eta=eta)
-    layers = [W.detach().clone() for W in layers]
-    l0 = None
-    for t in range(steps + 1):
-        G, E = _gradients(layers, Phi)
-        lt = 0.5 * float((E ** 2).sum())
-        if l0 is None:
-            l0 = lt
-        if not math.isfinite(lt) or lt > diverge_factor * max(l0, 1e-300):
-            hist.diverged = True
-            break
-        hist.loss.append(lt)
+    hist = History(method="gd", eta=eta, series={k: [] for k in ("loss", "balancedness", "grad_sq", "pair_grad_sq",
+                                                                  "sigma_min")})
+    state = {"layers": [W.detach().clone() for W in layers]}
+
+    def observe(t):
+        cur = state["layers"]
+        G, E = _gradients(cur, Phi)
+        state["G"] = G
+        rec = {}
         if track_balancedness:
-            gaps = [layers[k + 1].T @ layers[k + 1] - layers[k] @ layers[k].T for k in range(len(layers) - 1)]
-            hist.balancedness.append(max((float(torch.linalg.matrix_norm(D)) for D in gaps), default=0.0))
+            gaps = [cur[k + 1].T @ cur[k + 1] - cur[k] @ cur[k].T for k in range(len(cur) - 1)]
+            rec["balancedness"] = max((float(torch.linalg.matrix_norm(D)) for D in gaps), default=0.0)
             gsq = [float((g ** 2).sum()) for g in G]
-            hist.grad_sq.append(sum(gsq))
-            hist.pair_grad_sq.append([gsq[k + 1] + gsq[k] for k in range(len(layers) - 1)])
+            rec["grad_sq"] = sum(gsq)
+            rec["pair_grad_sq"] = [gsq[k + 1] + gsq[k] for k in range(len(cur) - 1)]
         else:
-            hist.balancedness.append(float("nan"))
-            hist.grad_sq.append(float(sum((g ** 2).sum() for g in G)))
-            hist.pair_grad_sq.append([])
-        hist.sigma_min.append(float(torch.linalg.svdvals(E + Phi)[-1]) if track_sigma_min else float("nan"))
-        if t == steps or lt <= tol:
-            break
-        layers = [W - eta * g for W, g in zip(layers, G)]
-    return layers, hist
+            rec["balancedness"] = float("nan")
+            rec["grad_sq"] = float(sum((g ** 2).sum() for g in G))
+            rec["pair_grad_sq"] = []
+        lt = 0.5 * float((E ** 2).sum())
+        finite = math.isfinite(lt)
+        rec["sigma_min"] = float(torch.linalg.svdvals(E + Phi)[-1]) if track_sigma_min and finite else float("nan")
+        return lt, rec
+
+    def advance(t):
+        state["layers"] = [W - eta * g for W, g in zip(state["layers"], state["G"])]
+
+    run_loop(hist, observe, advance, steps, tol=tol, diverge_factor=diverge_factor, monitor="loss")
+    return state["layers"], hist
 
 
 def gradient_flow(layers, Phi, times, *, rtol: float = 1e-10, atol: float = 1e-12) -> list:

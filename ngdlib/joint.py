@@ -27,17 +27,17 @@ joint Jacobian, :math:`\theta \leftarrow \theta - \eta J^\top G^{-1}(u - y)`.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 
-from ._checks import check_number, check_same_dtype_device, check_tensor, check_vector, psd_eigh
-from ._history import SeriesHistory
+from ._checks import check_int, check_number, check_same_dtype_device, check_tensor, check_vector
+from ._history import History, run_loop
+from ._linalg import max_trusted_cond, psd_eigh
 from .curvature import validate
 from .kernels import angles, limiting_gram
 
 __all__ = ["joint_gram", "joint_direction", "joint_jacobian_change", "limiting_output_gram",
-           "joint_limiting_gram", "JointTrace", "train_joint_ngd"]
+           "joint_limiting_gram", "train_joint_ngd"]
 
 
 def _parts(W: torch.Tensor, a: torch.Tensor, X: torch.Tensor):
@@ -119,66 +119,57 @@ def joint_limiting_gram(X: torch.Tensor, nu: float = 1.0) -> torch.Tensor:
     return limiting_gram(X) + limiting_output_gram(X, nu)
 
 
-@dataclass
-class JointTrace(SeriesHistory):
-    """What :func:`train_joint_ngd` records, per iterate k = 0 .. K: residual norms :math:`\\|u(k) - y\\|`,
-    :math:`\\lambda_{\\min}(G(k))` of the joint Gram, :math:`\\|J(k) - J(0)\\|_2`, :math:`\\|\\theta(k) - \\theta(0)\\|`
-    and :math:`\\|a(k) - a(0)\\|`; ``diverged`` and ``stop_reason``."""
-
-    lr: float
-    residual_norm: list = field(default_factory=list)
-    lambda_min_gram: list = field(default_factory=list)
-    jacobian_change: list = field(default_factory=list)
-    dist_from_init: list = field(default_factory=list)
-    output_weight_change: list = field(default_factory=list)
-    diverged: bool = False
-    stop_reason: str = ""
-
-
-def train_joint_ngd(model, X: torch.Tensor, y: torch.Tensor, lr: float = 1.0, steps: int = 10, *,
-                    tol: float = 0.0, diverge_factor: float = 1e6) -> JointTrace:
+def train_joint_ngd(model, X: torch.Tensor, y: torch.Tensor, eta: float = 1.0, steps: int = 10, *,
+                    tol: float = 0.0, diverge_factor: float = 1e6) -> History:
     r"""NGD on both layers, :math:`(W, a) \leftarrow (W, a) - \eta J^\top G^{-1}(u - y)` with the joint Jacobian,
-    for ``steps`` steps (the model is not modified: W and a are copied). Records a :class:`JointTrace`.
+    for ``steps`` steps (the model is not modified: W and a are copied), on the library's one training loop
+    (:func:`ngdlib._history.run_loop`, with its divergence rule).
 
-    ``ValueError`` if G(0) is singular (Condition 1); a G(k) that turns singular later stops the run
-    (``diverged``)."""
-    lr = check_number("lr (the step size eta)", lr, low=0.0, low_open=True)
-    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
-        raise ValueError(f"steps must be a non-negative int, got {steps!r}")
+    Returns a :class:`ngdlib.train.History` (method ``"joint-ngd"``) with one entry per iterate k = 0 .. K of the
+    series ``residual_norm`` (:math:`\|u(k) - y\|`, monitored), ``lambda_min_gram`` (of the joint Gram),
+    ``jacobian_change`` (:math:`\|J(k) - J(0)\|_2`), ``dist_from_init`` (:math:`\|\theta(k) - \theta(0)\|`) and
+    ``output_weight_change`` (:math:`\|a(k) - a(0)\|`).
+
+    Raises:
+        ValueError: if eta is not positive, steps not a non-negative int, the shapes or dtypes disagree, or G(0) is
+            singular (Condition 1); a G(k) that turns singular later stops the run (``diverged``).
+    """
+    eta = check_number("eta (the step size)", eta, low=0.0, low_open=True)
+    steps = check_int("steps", steps, 0)
     validate(model, X, None, True)
     check_vector("y", y, X.shape[0], "one target per input")
     if y.dtype != X.dtype or y.device != X.device:
         raise ValueError(f"y has dtype {y.dtype} on {y.device}, X has {X.dtype} on {X.device}; they must match")
     m = model.m
     W0, a0 = model.W.detach().clone(), model.a.detach().clone()
-    W, a = W0.clone(), a0.clone()
-    out = JointTrace(lr=float(lr))
-    for k in range(steps + 1):
+    state = {"W": W0.clone(), "a": a0.clone()}
+    hist = History(method="joint-ngd", eta=float(eta))
+
+    def observe(k):
+        W, a = state["W"], state["a"]
         G, P, R = _gram(W, a, X)
-        u = R @ a / math.sqrt(m)
-        r = u - y
-        rn = float(torch.linalg.vector_norm(r))
-        if not math.isfinite(rn) or (out.residual_norm and rn > diverge_factor * max(out.residual_norm[0], 1e-300)):
-            out.diverged, out.stop_reason = True, f"residual {rn:.3e} blew up at iterate {k}"
-            break
+        r = R @ a / math.sqrt(m) - y
         if k == 0:
             evals, evecs = psd_eigh(G, "Condition 1 for the joint Jacobian: G(0) = J(0) J(0)^T",
                                     "increase the width or remove (nearly) parallel inputs")
         else:
             evals, evecs = torch.linalg.eigh(G)
-        out.residual_norm.append(rn)
-        out.lambda_min_gram.append(float(evals[0]))
-        out.jacobian_change.append(joint_jacobian_change(model, X, W, a, W0, a0))
-        out.dist_from_init.append(math.sqrt(float(((W - W0) ** 2).sum() + ((a - a0) ** 2).sum())))
-        out.output_weight_change.append(float(torch.linalg.vector_norm(a - a0)))
-        if k == steps or rn <= tol:
-            out.stop_reason = "tolerance reached" if rn <= tol else "steps done"
-            break
-        if not (float(evals[0]) > 0 and float(evals[-1] / evals[0]) < 1e-2 / torch.finfo(X.dtype).eps):
-            out.diverged, out.stop_reason = True, f"G(k) singular at iterate {k} (Condition 1 lost)"
-            break
+        state.update(P=P, R=R, r=r, evals=evals, evecs=evecs)
+        return float(torch.linalg.vector_norm(r)), {
+            "lambda_min_gram": float(evals[0]),
+            "jacobian_change": joint_jacobian_change(model, X, W, a, W0, a0),
+            "dist_from_init": math.sqrt(float(((W - W0) ** 2).sum() + ((a - a0) ** 2).sum())),
+            "output_weight_change": float(torch.linalg.vector_norm(a - a0))}
+
+    def advance(k):
+        evals, evecs, r = state["evals"], state["evecs"], state["r"]
+        if not (float(evals[0]) > 0 and float(evals[-1] / evals[0]) < max_trusted_cond(X.dtype)):
+            return f"G(k) singular at iterate {k} (Condition 1 lost)"
         z = evecs @ ((evecs.T @ r) / evals)
-        DW = (P.T @ (z[:, None] * X)) * (a[:, None] / math.sqrt(m))
-        Da = R.T @ z / math.sqrt(m)
-        W, a = W - lr * DW, a - lr * Da
-    return out
+        a = state["a"]
+        DW = (state["P"].T @ (z[:, None] * X)) * (a[:, None] / math.sqrt(m))
+        Da = state["R"].T @ z / math.sqrt(m)
+        state["W"], state["a"] = state["W"] - eta * DW, a - eta * Da
+        return None
+
+    return run_loop(hist, observe, advance, steps, tol=tol, diverge_factor=diverge_factor, monitor="residual_norm")

@@ -237,16 +237,21 @@ def one_step_factor(loss, u: torch.Tensor, y: torch.Tensor, eta: float, c: float
     return float((1 - eta * phi).abs().max()) + eta * c * float(phi.abs().max())
 
 
-def train_loss(model, X: torch.Tensor, y: torch.Tensor, loss, lr: float, steps: int, *,
+def train_loss(model, X: torch.Tensor, y: torch.Tensor, loss, eta: float, steps: int, *,
                variant: str = "gauss-newton", tol: float = 0.0, target: torch.Tensor | None = None,
                keep_outputs: bool = False, check_assumption1: bool = True):
-    r"""Train with Theorem 2's Gauss-Newton step or Remark 2's curvature step and record a
-    :class:`~ngdlib.stability.NGDTrace` (residuals, step constants :math:`c_k`, ...).
+    r"""Train with Theorem 2's Gauss-Newton step or Remark 2's curvature step and record the
+    :class:`~ngdlib.train.History` of :func:`ngdlib.stability.trace_ngd` (residuals, step constants :math:`c_k`, ...).
 
     ``variant="gauss-newton"``: :math:`w \leftarrow w - \eta J^\top G^{-1} g`; ``variant="remark2"``:
     :math:`w \leftarrow w - \eta J^\top G^{-1} H^{-1} g`. The recorded residual is :math:`\|u - t\|` with
     ``target`` t (default: y, as Theorem 2 is printed; pass ``loss.minimiser(y)`` for the corrected statement).
-    ``keep_outputs=True`` also stores u(k) for every iterate in ``trace.outputs``.
+    ``keep_outputs=True`` also records u(k) for every iterate as the series ``outputs``. The run stops by the
+    divergence rule of :mod:`ngdlib.train` (``history.diverged``).
+
+    Raises:
+        ValueError: for an unknown variant, a loss without ``grad`` / ``curvature`` / ``minimiser``, a non-positive
+            curvature (Remark 2), or any input :func:`ngdlib.stability.trace_ngd` refuses.
     """
     from .stability import trace_ngd
 
@@ -265,12 +270,12 @@ def train_loss(model, X: torch.Tensor, y: torch.Tensor, loss, lr: float, steps: 
             return g
         return g / _check_curvature(loss.curvature(u, yy), u.shape[0])
 
-    tr = trace_ngd(model, X, y, lr, steps, direction=direction, target=target, tol=tol,
-                   check_assumption1=check_assumption1)
+    tr = trace_ngd(model, X, y, eta, steps, direction=direction, target=target, tol=tol,
+                   check_assumption1=check_assumption1, method=variant)
     if keep_outputs:
         with torch.no_grad():
             outputs.append(model(X).detach().cpu().clone())
-        tr.outputs = outputs[: tr.steps + 1]
+        tr.series["outputs"] = outputs[: tr.steps + 1]
     return tr
 
 

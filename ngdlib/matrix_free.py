@@ -12,7 +12,7 @@ reverse-mode ``torch.func.vjp``: J is never formed. Every CG iterate lies in the
 :math:`\mathrm{span}\{J^\top r, (J^\top J) J^\top r, \dots\} \subset \mathrm{range}(J^\top)`, so the limit is the
 minimum-norm solution :math:`J^+ r`, the NGD direction, not merely some solution.
 
-Also here: :class:`MLP`, a two-hidden-layer ReLU network in the NTK parameterisation built from a seed, and
+The network of the figure is :class:`ngdlib.models.MLP` (two hidden ReLU layers, NTK parameterisation). Also here:
 :func:`load_digits_4_9`, the 4-vs-9 subset of the 8 x 8 digits that scikit-learn ships (no download).
 """
 from __future__ import annotations
@@ -27,7 +27,6 @@ from ._checks import check_data, check_tensor
 from .device import generator
 
 __all__ = [
-    "MLP",
     "load_digits_4_9",
     "figure1_targets",
     "flat_params",
@@ -37,64 +36,6 @@ __all__ = [
     "cg_ngd_direction",
     "CGResult",
 ]
-
-
-class MLP(nn.Module):
-    r"""Multi-layer perceptron with two hidden ReLU layers of width ``width``, NTK parameterisation:
-
-    .. math::
-        h_1 = \mathrm{relu}\big(\sigma_w W_1 x / \sqrt{d_{in}} + b_1\big),\quad
-        h_2 = \mathrm{relu}\big(\sigma_w W_2 h_1 / \sqrt{\mathrm{width}} + b_2\big),\quad
-        u = W_3 h_2 / \sqrt{\mathrm{width}} + b_3,
-
-    with all weight entries drawn i.i.d. N(0, 1) (in float64 on the CPU from ``seed``, then cast and moved) and
-    biases initialised to 0. :math:`\sigma_w = \sqrt 2` keeps the activations O(1) at every width, so a narrow and a
-    wide network start with outputs of the same size.
-
-    Args:
-        d_in, width, d_out: layer sizes.
-        seed: seed of the CPU generator.
-        sigma_w: weight multiplier of the hidden layers.
-        dtype, device: of the parameters.
-    """
-
-    def __init__(self, d_in: int, width: int, d_out: int, seed: int = 0, sigma_w: float = math.sqrt(2.0),
-                 dtype: torch.dtype = torch.float64, device=None):
-        super().__init__()
-        for name, v in (("d_in", d_in), ("width", width), ("d_out", d_out)):
-            if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
-                raise ValueError(f"MLP needs a positive integer {name}, got {v!r}")
-        if not (isinstance(sigma_w, (int, float)) and math.isfinite(sigma_w) and sigma_w > 0):
-            raise ValueError(f"sigma_w must be a positive finite number, got {sigma_w!r}")
-        if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
-        g = generator(seed)
-
-        def draw(*shape):
-            t = torch.randn(*shape, generator=g, dtype=torch.float64).to(dtype)
-            return nn.Parameter(t.to(device) if device is not None else t)
-
-        def zeros(k):
-            return nn.Parameter(torch.zeros(k, dtype=dtype, device=device))
-
-        self.d_in, self.width, self.d_out, self.sigma_w = d_in, width, d_out, float(sigma_w)
-        self.W1, self.b1 = draw(width, d_in), zeros(width)
-        self.W2, self.b2 = draw(width, width), zeros(width)
-        self.W3, self.b3 = draw(d_out, width), zeros(d_out)
-
-    def extra_repr(self) -> str:
-        """Sizes and parameter count, for ``repr``."""
-        return f"d_in={self.d_in}, width={self.width}, d_out={self.d_out}, params={self.num_params()}"
-
-    def num_params(self) -> int:
-        """Number of trained parameters, :math:`w d_{in} + w^2 + w d_{out} + 2w + d_{out}`."""
-        return sum(p.numel() for p in self.parameters())
-
-    def forward(self, X: torch.Tensor) -> torch.Tensor:
-        """Outputs (n x d_out) for inputs X (n x d_in)."""
-        h = torch.relu(self.sigma_w * X @ self.W1.T / math.sqrt(self.d_in) + self.b1)
-        h = torch.relu(self.sigma_w * h @ self.W2.T / math.sqrt(self.width) + self.b2)
-        return h @ self.W3.T / math.sqrt(self.width) + self.b3
 
 
 def load_digits_4_9(n_per_class: int | None = None, seed: int = 0, dtype: torch.dtype = torch.float64,

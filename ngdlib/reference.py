@@ -42,6 +42,9 @@ __all__ = [
     "layer_ranks",
     "factor_ranks",
     "grid_table",
+    "dense_kernel",
+    "dense_direction",
+    "dense_multi_output_kernel",
 ]
 
 #: Largest number of trained parameters m*d for which the dense reference is allowed to run.
@@ -166,7 +169,7 @@ PINV_RTOL = 1e-10
 
 
 def _deep_guard(model, dense: bool = True) -> None:
-    from .deep import DeepMLP
+    from .models import DeepMLP
 
     if not isinstance(model, DeepMLP):
         raise ValueError(f"the deep dense oracle needs an ngdlib.DeepMLP, got {type(model).__name__}")
@@ -436,7 +439,7 @@ def deep_grid(seed: int, *, n: int = 6, d_big: int = 9, d_small: int = 3, width:
             fails.
     """
     from .data import forster, sphere
-    from .deep import DeepMLP
+    from .models import DeepMLP
 
     check_int("seed", seed)
     for name, v in (("n", n), ("d_big", d_big), ("d_small", d_small), ("width", width)):
@@ -548,3 +551,123 @@ def grid_table(rows) -> str:
                    f"{max(cmp_):.2g} | " if cmp_ else f"| {act} | {L} | {len(sel)} | 0 | {len(hyp)} | - | ")
         out[-1] += f"{max(hyp):.2g} |" if hyp else "- |"
     return "\n".join(out)
+
+# ==================================================================================================================
+# Deep MLPs: dense function-space kernels and steps of the approximate Fishers (torch's pseudo-inverse)
+# ==================================================================================================================
+def _check_rho(rho) -> float:
+    from ._checks import check_number
+
+    return check_number("rho (the damping)", rho, low=0.0)
+
+
+def _dense_inverse(model, X, G, variant, rho):
+    """(G + rho I)^{-1} for rho > 0; else torch's pseudo-inverse of G, for K-FAC block by block as
+    (B kron A)^+ = B^+ kron A^+ with the factors of :func:`deep_factors`."""
+    if rho > 0:
+        return torch.linalg.inv(G + rho * torch.eye(G.shape[0], dtype=G.dtype, device=G.device))
+    if variant == "kfac":
+        n = X.shape[0]
+        A, D = deep_factors(model, X)
+        return torch.block_diag(*[torch.kron(torch.linalg.pinv(Dl.T @ Dl / n, hermitian=True).contiguous(),
+                                             torch.linalg.pinv(Al.T @ Al / n, hermitian=True).contiguous())
+                                  for Al, Dl in zip(A, D)])
+    return torch.linalg.pinv(G, hermitian=True)
+
+
+def dense_kernel(model, X: torch.Tensor, variant: str, *, X_test: torch.Tensor | None = None,
+                 rho: float = 0.0) -> torch.Tensor:
+    """Dense :math:`\\frac1N J(X') (G + \\rho I)^+ J(X)^\\top` (tiny sizes): G from :func:`deep_fisher_approx`, J
+    from :func:`deep_jacobian`, the inverse by ``torch.linalg.pinv`` with its default cut-off (:func:`deep_kernel`
+    is the same kernel with a stated cut-off and its spectral gap reported); K-FAC inverts each Kronecker block with
+    the pseudo-inverses of its two factors, (B kron A)^+ = B^+ kron A^+. The oracle of
+    :func:`ngdlib.approx_fisher.function_kernel`.
+
+    Raises:
+        ValueError: for a model that is not a DeepMLP or has more than :data:`MAX_PARAMS` parameters, inputs that do
+            not fit it, an unknown variant, or a negative or non-finite rho.
+    """
+    rho = _check_rho(rho)
+    G = deep_fisher_approx(model, X, variant)
+    J = deep_jacobian(model, X)
+    J2 = J if X_test is None else deep_jacobian(model, X_test)
+    return J2 @ _dense_inverse(model, X, G, variant, rho) @ J.T / X.shape[0]
+
+
+def dense_direction(model, X: torch.Tensor, r: torch.Tensor, variant: str, *, rho: float = 0.0) -> list:
+    """Dense :math:`(G + \\rho I)^+ J^\\top r / N` split into layer blocks (tiny sizes; as :func:`dense_kernel`). The
+    oracle of :func:`ngdlib.approx_fisher.ngd_direction`.
+
+    Raises:
+        ValueError: as :func:`dense_kernel`, or for a residual r that does not have one entry per input of X's dtype
+            and device.
+    """
+    rho = _check_rho(rho)
+    G = deep_fisher_approx(model, X, variant)
+    check_vector("r", r, X.shape[0], "the residual has one entry per training input")
+    check_same_dtype_device("r", r, "X", X)
+    J = deep_jacobian(model, X)
+    v = _dense_inverse(model, X, G, variant, rho) @ (J.T @ r) / X.shape[0]
+    return [c.reshape(p.shape) for c, p in zip(torch.split(v, model.layer_sizes()), model.blocks)]
+
+
+def dense_multi_output_kernel(model, head: torch.Tensor, X: torch.Tensor, variant: str) -> torch.Tensor:
+    r"""Dense reference for :func:`ngdlib.approx_fisher.multi_output_kernel` (tiny sizes): the Jacobian (N C x P) of the C-output network
+    by ``torch.func.jacrev``, :math:`F = J^\top J / N` masked to the variant's blocks (layers; ``|l - l'| <= 1``; units,
+    the head's rows being the output units) or, for kfac, :math:`\bigoplus_l B_l \otimes A_l` with :math:`D_l` by
+    autodiff of the outputs with respect to perturbations of the pre-activations; then
+    :math:`\frac1N J G^+ J^\top` with ``torch.linalg.pinv`` ((B kron A)^+ = B^+ kron A^+ for kfac).
+
+    Raises:
+        ValueError: for a bad model, inputs, head or variant, or more than :data:`MAX_PARAMS` parameters.
+    """
+    from .approx_fisher import _check_head
+
+    _deep_guard(model, dense=False)
+    _deep_inputs(model, X)
+    _deep_variant(variant)
+    _check_head(model, head)
+    trunk = [p.detach() for p in model.blocks[:-1]]
+    params = trunk + [head.detach()]
+    n_par = sum(p.numel() for p in params)
+    if n_par > MAX_PARAMS:
+        raise ValueError(f"the dense C-output reference is for tiny sizes: {n_par} parameters > {MAX_PARAMS}")
+    act = torch.relu if model.activation == "relu" else torch.tanh
+    n, C = X.shape[0], head.shape[0]
+
+    def g(*ps, eps=None):
+        h = X
+        for l, P in enumerate(ps):
+            u = model._scaled_input(h) @ P.T + (0 if eps is None else eps[l])
+            h = act(u) if l < len(ps) - 1 else u
+        return h                                                  # (N, C)
+
+    jac = torch.func.jacrev(g, argnums=tuple(range(len(params))))(*params)
+    J = torch.cat([j.reshape(n * C, -1) for j in jac], dim=1)
+    F = J.T @ J / n
+    sizes = [p.numel() for p in params]
+    layer_of = torch.cat([torch.full((s,), l) for l, s in enumerate(sizes)]).to(F.device)
+    if variant == "exact":
+        Ginv = torch.linalg.pinv(F, hermitian=True)
+    elif variant in ("block_diag", "tri_diag"):
+        width = 0 if variant == "block_diag" else 1
+        G = F * ((layer_of[:, None] - layer_of[None, :]).abs() <= width).to(F.dtype)
+        Ginv = torch.linalg.pinv(G, hermitian=True)
+    elif variant == "unit_wise":
+        unit_of = torch.cat([l * 10**6 + torch.arange(p.shape[0]).repeat_interleave(p.shape[1])
+                             for l, p in enumerate(params)]).to(F.device)
+        G = F * (unit_of[:, None] == unit_of[None, :]).to(F.dtype)
+        Ginv = torch.linalg.pinv(G, hermitian=True)
+    else:
+        zeros = [torch.zeros(n, p.shape[0], dtype=X.dtype, device=X.device) for p in params]
+        Ds = torch.func.jacrev(lambda e: g(*params, eps=e).sum(0))(zeros)      # each (C, N, M_l)
+        h, As = X, []
+        for l, P in enumerate(params):
+            a = model._scaled_input(h)
+            As.append(a)
+            h = act(a @ P.T)
+        Ginv = torch.block_diag(*[torch.kron(
+            torch.linalg.pinv(Dl.permute(1, 0, 2).reshape(n * C, -1).T @ Dl.permute(1, 0, 2).reshape(n * C, -1) / n,
+                              hermitian=True).contiguous(),
+            torch.linalg.pinv(Al.T @ Al / n, hermitian=True).contiguous()) for Al, Dl in zip(As, Ds)])
+    return J @ Ginv @ J.T / n

@@ -35,11 +35,9 @@ the inputs.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-
 import torch
 
-from ._history import SeriesHistory
+from ._history import History, run_loop
 from ._checks import check_int, check_positive, check_probability, check_tensor, check_vector
 from ._linalg import psd_eigh
 from .curvature import validate
@@ -57,8 +55,8 @@ __all__ = [
     "adversarial_perturbation",
     "adversarial_prediction",
     "random_prediction",
-    "NGDTrace",
     "trace_ngd",
+    "path_constant",
 ]
 
 
@@ -311,46 +309,28 @@ def random_prediction(radius: float, nu: float, m: int, d: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------- traced NGD
-@dataclass
-class NGDTrace(SeriesHistory):
-    """What :func:`trace_ngd` records. Per iterate k = 0 .. K (before step k+1):
+def path_constant(trace: History, lambda_min_G0: float | None = None) -> float:
+    r"""Condition 2's constant restricted to the path of a :func:`trace_ngd` run:
+    :math:`3 \max_k \max(\|J(k) - J(0)\|, \|\bar J_k - J(0)\|) / \sqrt{\lambda_{\min}(G(0))}`.
 
-    Attributes:
-        residual_norm: :math:`\\|u(k) - t\\|_2` for the target t (y unless told otherwise).
-        dist_from_init: :math:`\\|w(k) - w(0)\\|_2`.
-        lambda_min_gram: :math:`\\lambda_{\\min}(G(k))`.
-        jacobian_change: :math:`\\|J(k) - J(0)\\|_2`.
-        segment_change: per step k = 0 .. K-1 (from iterate k to k+1): :math:`\\|\\bar J_k - J(0)\\|_2`, the averaged Jacobian of the segment against J(0).
-        step_constant: :math:`c_k = \\|(\\bar J_k - J_k) J_k^+\\|_2`.
-        linearisation_error: :math:`\\|u(k+1) - u(k) - \\bar J_k \\Delta w\\|_\\infty` (absolute; zero up to
-            round-off, a few machine epsilons times :math:`\\|u\\|_\\infty`, because the identity is exact).
-        diverged: the run stopped because the residual blew up or G became singular.
-        outputs: u(k) per iterate, filled only by :func:`ngdlib.losses.train_loss` with ``keep_outputs=True``.
+    Args:
+        trace: the :class:`~ngdlib.train.History` of :func:`trace_ngd`.
+        lambda_min_G0: :math:`\lambda_{\min}(G(0))` (default: the trace's first ``lambda_min_gram``).
+
+    Raises:
+        ValueError: if ``trace`` is not a trace of :func:`trace_ngd` (no ``jacobian_change`` series).
     """
-
-    lr: float
-    residual_norm: list = field(default_factory=list)
-    dist_from_init: list = field(default_factory=list)
-    lambda_min_gram: list = field(default_factory=list)
-    jacobian_change: list = field(default_factory=list)
-    segment_change: list = field(default_factory=list)
-    step_constant: list = field(default_factory=list)
-    linearisation_error: list = field(default_factory=list)
-    diverged: bool = False
-    stop_reason: str = ""
-    outputs: list = field(default_factory=list)
-
-    def path_constant(self, lambda_min_G0: float | None = None) -> float:
-        r"""Condition 2's constant restricted to the path:
-        :math:`3 \max_k \max(\|J(k) - J(0)\|, \|\bar J_k - J(0)\|) / \sqrt{\lambda_{\min}(G(0))}`."""
-        lam = self.lambda_min_gram[0] if lambda_min_G0 is None else lambda_min_G0
-        worst = max(self.jacobian_change + self.segment_change)
-        return 3.0 * worst / math.sqrt(lam)
+    if not isinstance(trace, History) or "jacobian_change" not in trace.series:
+        raise ValueError("trace must be the History returned by ngdlib.stability.trace_ngd (with a jacobian_change "
+                         f"series), got {type(trace).__name__}")
+    lam = trace.lambda_min_gram[0] if lambda_min_G0 is None else lambda_min_G0
+    worst = max(trace.jacobian_change + trace.segment_change)
+    return 3.0 * worst / math.sqrt(lam)
 
 
-def trace_ngd(model, X: torch.Tensor, y: torch.Tensor, lr: float = 1.0, steps: int = 10, *, direction=None,
+def trace_ngd(model, X: torch.Tensor, y: torch.Tensor, eta: float = 1.0, steps: int = 10, *, direction=None,
               target: torch.Tensor | None = None, tol: float = 0.0, diverge_factor: float = 1e6,
-              check_assumption1: bool = True) -> NGDTrace:
+              check_assumption1: bool = True, method: str = "ngd") -> History:
     r"""Run :math:`w \leftarrow w - \eta\, J^\top G^{-1} v(u, y)` in place and record every Condition-2 quantity.
 
     With the default :math:`v = u - y` this is NGD for squared loss (eq. 9). ``direction(u, y)`` gives other
@@ -358,26 +338,38 @@ def trace_ngd(model, X: torch.Tensor, y: torch.Tensor, lr: float = 1.0, steps: i
     curvature (Remark 2); see :mod:`ngdlib.losses`. Each step records the exact segment quantities of the
     module docstring (:math:`\bar J_k`, :math:`c_k`), so a run certifies its own Theorem-1 hypothesis.
 
+    Recorded series of the returned :class:`~ngdlib.train.History`, per iterate k = 0 .. K (before step k+1):
+    ``residual_norm`` :math:`\|u(k) - t\|_2` for the target t (monitored), ``dist_from_init``
+    :math:`\|w(k) - w(0)\|_2`, ``lambda_min_gram`` :math:`\lambda_{\min}(G(k))`, ``jacobian_change``
+    :math:`\|J(k) - J(0)\|_2`; per step k = 0 .. K-1 (from iterate k to k+1): ``segment_change``
+    :math:`\|\bar J_k - J(0)\|_2`, ``step_constant`` :math:`c_k = \|(\bar J_k - J_k) J_k^+\|_2`,
+    ``linearisation_error`` :math:`\|u(k+1) - u(k) - \bar J_k \Delta w\|_\infty` (absolute; zero up to round-off,
+    a few machine epsilons times :math:`\|u\|_\infty`, because the identity is exact). :func:`path_constant` turns
+    a trace into Condition 2's constant along the path.
+
     Args:
         model: a :class:`~ngdlib.models.TwoLayerReLU`, modified in place; its W at the call is :math:`w(0)`.
         X: inputs (n x d), unit rows (Assumption 1).
         y: targets (n,).
-        lr: step size :math:`\eta > 0`.
+        eta: step size :math:`\eta > 0`.
         steps: number of steps.
         direction: callable ``(u, y) -> v`` (n,); default ``u - y``.
         target: the point t in output space whose distance :math:`\|u - t\|` is recorded (default y).
         tol: stop once the recorded residual is ``<= tol``.
         diverge_factor: stop (``diverged``) once the residual exceeds this times its start or is not finite.
         check_assumption1: validate X against Assumption 1 once, before the first step.
+        method: the label recorded in ``history.method``.
 
-    Raises ``ValueError`` (Condition 1) when :math:`G(0)` is singular; a :math:`G(k)` that turns singular later
-    stops the run with ``diverged = True`` and the reason in ``stop_reason``.
+    Raises:
+        ValueError: (Condition 1) when :math:`G(0)` is singular or md < n; for a step size that is not a positive
+            finite number, a negative step count, or inputs and targets that do not fit. A :math:`G(k)` that turns
+            singular later stops the run with ``diverged = True`` and the reason in ``stop_reason`` (the divergence
+            rule of :mod:`ngdlib.train`).
 
     Cost per step :math:`O(n^2 m + n m d + n^3)`; memory O(n m).
     """
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr (the step size eta) must be a positive finite number, got {lr!r}")
-    if not (isinstance(steps, int) and steps >= 0):
+    check_positive("eta (the step size)", eta)
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
     validate(model, X, None, check_assumption1)
     check_vector("y", y, X.shape[0], "one target per input")
@@ -385,20 +377,20 @@ def trace_ngd(model, X: torch.Tensor, y: torch.Tensor, lr: float = 1.0, steps: i
         raise ValueError(f"y has dtype {y.dtype} on {y.device}, X has {X.dtype} on {X.device}; they must match")
     t = y if target is None else check_vector("target", target, X.shape[0], "a point in output space")
     direction = (lambda u, yy: u - yy) if direction is None else direction
+    eta = float(eta)
     m = model.m
-    out = NGDTrace(lr=float(lr))
+    out = History(method=method, eta=eta, series={k: [] for k in (
+        "residual_norm", "dist_from_init", "lambda_min_gram", "jacobian_change", "segment_change", "step_constant",
+        "linearisation_error")})
+    state = {}
     with torch.no_grad():
         W0 = model.W.detach().clone()
         P0 = activation_pattern(X, W0)
         XXt = X @ X.T
-        r0 = None
-        for k in range(steps + 1):
+
+        def observe(k):
             u = model(X)
             rn = float(torch.linalg.vector_norm(u - t))
-            r0 = rn if r0 is None else r0
-            if not math.isfinite(rn) or rn > diverge_factor * max(r0, 1e-300):
-                out.diverged, out.stop_reason = True, f"residual {rn:.3e} blew up at iterate {k}"
-                break
             W = model.W.detach()
             P = activation_pattern(X, W)
             G = XXt * (P @ P.T) / m
@@ -410,28 +402,29 @@ def trace_ngd(model, X: torch.Tensor, y: torch.Tensor, lr: float = 1.0, steps: i
                                         "increase the width or remove (nearly) parallel inputs")
             else:
                 evals, evecs = torch.linalg.eigh(G)
-            out.residual_norm.append(rn)
-            out.dist_from_init.append(float(torch.linalg.vector_norm(W - W0)))
-            out.lambda_min_gram.append(float(evals[0]))
-            out.jacobian_change.append(_khatri_rao_norm(X, P - P0, m))
-            if k == steps or rn <= tol:
-                out.stop_reason = "tolerance reached" if rn <= tol else "steps done"
-                break
+            state.update(u=u, W=W, P=P, evals=evals, evecs=evecs)
+            return rn, {"dist_from_init": float(torch.linalg.vector_norm(W - W0)), "lambda_min_gram": float(evals[0]),
+                        "jacobian_change": _khatri_rao_norm(X, P - P0, m)}
+
+        def advance(k):
+            u, W, P, evals, evecs = (state[key] for key in ("u", "W", "P", "evals", "evecs"))
             lmin, lmax = float(evals[0]), float(evals[-1])
             if not (lmin > 0 and lmax / lmin < 1e-2 / torch.finfo(X.dtype).eps):
-                out.diverged, out.stop_reason = True, f"G(k) singular at iterate {k} (Condition 1 lost)"
-                break
+                return f"G(k) singular at iterate {k} (Condition 1 lost)"
             v = direction(u, y)
             z = evecs @ ((evecs.T @ v) / evals)
             D = (P.T @ (z[:, None] * X)) * (model.a[:, None] / math.sqrt(m))      # J^T z, m x d
-            W_new = W - lr * D
+            W_new = W - eta * D
             Phi = segment_activation(X, W, W_new)
-            out.segment_change.append(_khatri_rao_norm(X, Phi - P0, m))
-            out.step_constant.append(_step_constant(X, P, Phi, evals, evecs, m))
             pred = ((X @ (W_new - W).T) * Phi * model.a).sum(dim=1) / math.sqrt(m)
             model.W.copy_(W_new)
             du = model(X) - u
-            out.linearisation_error.append(float((du - pred).abs().max()))
+            out.append(segment_change=_khatri_rao_norm(X, Phi - P0, m),
+                       step_constant=_step_constant(X, P, Phi, evals, evecs, m),
+                       linearisation_error=float((du - pred).abs().max()))
+            return None
+
+        run_loop(out, observe, advance, steps, tol=tol, diverge_factor=diverge_factor, monitor="residual_norm")
     return out
 
 

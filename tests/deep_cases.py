@@ -2,7 +2,7 @@
 import torch
 
 import ngdlib
-from ngdlib.deep import DeepMLP
+from ngdlib.models import DeepMLP
 
 # name, widths (M_0, hidden...), activation, bias, N
 MODELS = [

@@ -1,6 +1,6 @@
 """ngdlib.approx_fisher: approximate-Fisher function-space kernels (Karakida & Osawa 2020).
 
-Every fast (dual, N x N) path of ngdlib.deep and ngdlib.approx_fisher is compared with a dense float64 reference that
+Every fast (dual, N x N) path of ngdlib.models.deep_mlp and ngdlib.approx_fisher is compared with a dense float64 reference that
 shares none of its algebra: the Jacobian from torch.func.jacrev, the P x P approximate Fisher built by masking J^T J / N
 (or from Kronecker factors whose error signals come from autodiff), inverted by torch.linalg.pinv.
 
@@ -18,7 +18,8 @@ import torch
 
 import ngdlib
 from ngdlib import approx_fisher as af
-from ngdlib.deep import DeepMLP
+from ngdlib import reference
+from ngdlib.models import DeepMLP
 from ngdlib.testing import assert_close
 from tests.deep_cases import MODELS, SEEDS, build
 
@@ -28,7 +29,7 @@ EPS64 = torch.finfo(torch.float64).eps
 
 def dense_cond(model, X, variant):
     """Condition number of the dense approximate Fisher on its range (ratio of extreme non-zero |eigenvalues|)."""
-    G = af.dense_fisher_approx(model, X, variant)
+    G = reference.deep_fisher_approx(model, X, variant)
     ev = torch.linalg.eigvalsh(G).abs()
     ev = ev[ev > G.shape[0] * EPS64 * ev.max()]
     return float(ev.max() / ev.min())
@@ -63,11 +64,11 @@ def test_kernel_and_direction_match_dense(spec, variant, seed):
         assert "nonsingular" in str(err) or "singular" in str(err), err
         pytest.skip(f"singular Gram in this tiny case: {err}")
     rtol = rtol_for(dense_cond(model, X, variant))
-    cmp(K, af.dense_kernel(model, X, variant), rtol, f"{variant}: dual kernel vs dense J G^+ J^T / N")
-    cmp(af.function_kernel(model, X, variant, X_test=Xt), af.dense_kernel(model, X, variant, X_test=Xt), rtol,
+    cmp(K, reference.dense_kernel(model, X, variant), rtol, f"{variant}: dual kernel vs dense J G^+ J^T / N")
+    cmp(af.function_kernel(model, X, variant, X_test=Xt), reference.dense_kernel(model, X, variant, X_test=Xt), rtol,
         f"{variant}: dual cross kernel vs dense")
     V = af.ngd_direction(model, X, r, variant)
-    Vd = af.dense_direction(model, X, r, variant)
+    Vd = reference.dense_direction(model, X, r, variant)
     cmp(flat(V), flat(Vd), rtol, f"{variant}: dual direction vs dense G^+ grad L")
     cmp(model.jvp(X, V), K @ r, rtol, f"{variant}: J (direction) = kernel r")
 
@@ -76,18 +77,18 @@ def test_kernel_and_direction_match_dense(spec, variant, seed):
 def test_unit_wise_relu_damped_matches_dense(seed):
     model, X, Xt, r = build(MODELS[0], seed)
     rho = 1e-3
-    cmp(af.function_kernel(model, X, "unit_wise", rho=rho), af.dense_kernel(model, X, "unit_wise", rho=rho), 1e-9,
+    cmp(af.function_kernel(model, X, "unit_wise", rho=rho), reference.dense_kernel(model, X, "unit_wise", rho=rho), 1e-9,
         "damped unit-wise kernel")
     cmp(af.function_kernel(model, X, "unit_wise", rho=rho, X_test=Xt),
-        af.dense_kernel(model, X, "unit_wise", rho=rho, X_test=Xt), 1e-9, "damped unit-wise cross kernel")
+        reference.dense_kernel(model, X, "unit_wise", rho=rho, X_test=Xt), 1e-9, "damped unit-wise cross kernel")
     cmp(flat(af.ngd_direction(model, X, r, "unit_wise", rho=rho)),
-        flat(af.dense_direction(model, X, r, "unit_wise", rho=rho)), 1e-9, "damped unit-wise direction")
+        flat(reference.dense_direction(model, X, r, "unit_wise", rho=rho)), 1e-9, "damped unit-wise direction")
 
 
 @pytest.mark.parametrize("variant", ["exact", "block_diag"])
 def test_damped_layer_variants_match_dense(variant):
     model, X, Xt, r = build(MODELS[1], 0)
-    cmp(af.function_kernel(model, X, variant, rho=1e-2), af.dense_kernel(model, X, variant, rho=1e-2), 1e-9,
+    cmp(af.function_kernel(model, X, variant, rho=1e-2), reference.dense_kernel(model, X, variant, rho=1e-2), 1e-9,
         f"damped {variant} kernel")
 
 
@@ -107,14 +108,14 @@ def test_singular_pinv_paths_match_dense():
     model = DeepMLP((6, 8, 3), activation="tanh", seed=3)
     X = ngdlib.sphere(5, 6, seed=2)
     for variant in ("exact", "block_diag"):
-        cmp(af.function_kernel(model, X, variant, singular="pinv"), af.dense_kernel(model, X, variant), 1e-9,
+        cmp(af.function_kernel(model, X, variant, singular="pinv"), reference.dense_kernel(model, X, variant), 1e-9,
             f"{variant} with a singular layer Gram")
     X8 = ngdlib.sphere(8, 3, seed=2)                      # unit-wise with M_0 + 1 = 4 < N = 8
     small = DeepMLP((3, 9), activation="tanh", seed=3)
-    cmp(af.function_kernel(small, X8, "unit_wise", singular="pinv"), af.dense_kernel(small, X8, "unit_wise"), 1e-8,
+    cmp(af.function_kernel(small, X8, "unit_wise", singular="pinv"), reference.dense_kernel(small, X8, "unit_wise"), 1e-8,
         "unit-wise with a singular first-layer input Gram")
     kf = DeepMLP((3, 9, 9), activation="relu", bias=False, seed=4)   # K-FAC with M_0 = 3 < N = 8
-    cmp(af.function_kernel(kf, X8, "kfac"), af.dense_kernel(kf, X8, "kfac"), 1e-9, "K-FAC with M_0 < N")
+    cmp(af.function_kernel(kf, X8, "kfac"), reference.dense_kernel(kf, X8, "kfac"), 1e-9, "K-FAC with M_0 < N")
 
 
 # ------------------------------------------------------------------------------------------------ the constants
@@ -208,7 +209,7 @@ def test_train_ngd_block_diag_overshoots_at_eta_one():
     ratios = {}
     for eta in (1.0, 1 / 3):
         model = DeepMLP((10, 1024, 1024), activation="tanh", seed=0)
-        res = af.train_ngd(model, X, y, "block_diag", eta, 1).residual_norms(y)
+        res = af.train_ngd(model, X, y, "block_diag", eta, 1).tensor("residual_norm")
         ratios[eta] = float(res[1] / res[0])
     assert ratios[1.0] > 1.5 and ratios[1 / 3] < 0.2, ratios
 
@@ -337,8 +338,26 @@ def test_bad_prediction_and_training_arguments():
     with pytest.raises(ValueError, match="L"):
         af.tri_coefficients(0)
     model, X, _, r = build(MODELS[0], 0)
-    with pytest.raises(ValueError, match="lr"):
+    with pytest.raises(ValueError, match="eta"):
         af.train_ngd(model, X, r, "exact", -1.0, 2)
     big = DeepMLP((50, 200), seed=0)
     with pytest.raises(ValueError, match="tiny sizes"):
-        af.dense_kernel(big, ngdlib.sphere(3, 50, seed=0), "exact")
+        reference.dense_kernel(big, ngdlib.sphere(3, 50, seed=0), "exact")
+
+
+def test_variant_objects_and_their_names_agree():
+    """VARIANTS maps each name to its FisherVariant object; every public function accepts either, with one result."""
+    assert list(af.VARIANTS) == ["exact", "block_diag", "tri_diag", "kfac", "unit_wise"]
+    assert isinstance(af.VARIANTS["kfac"], af.KFAC) and isinstance(af.VARIANTS["tri_diag"], af.TriDiagonal)
+    model = DeepMLP((10, 12, 12), activation="tanh", seed=1)
+    X = ngdlib.sphere(6, 10, seed=0)
+    r = torch.linspace(-1.0, 1.0, 6, dtype=torch.float64)
+    for name, fv in af.VARIANTS.items():
+        assert fv.name == name
+        torch.testing.assert_close(af.function_kernel(model, X, fv), af.function_kernel(model, X, name), rtol=0,
+                                   atol=0)
+        for a, b in zip(af.ngd_direction(model, X, r, fv), af.ngd_direction(model, X, r, name)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        assert af.predicted_alpha(model, fv, 6) == af.predicted_alpha(model, name, 6)
+    with pytest.raises(ValueError, match="FisherVariant"):
+        af.function_kernel(model, X, "diag")

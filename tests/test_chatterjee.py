@@ -37,10 +37,10 @@ BAD_CH = [
                                                    torch.ones(2, 4, dtype=F64)), "W_1 = 0"),
     ("X wrong width", lambda: _net().forward(_net().positive_init(0), torch.ones(2, 5, dtype=F64)), "n x d"),
     ("theta wrong length", lambda: _net().unflatten(torch.ones(3, dtype=F64)), "length"),
-    ("hessian bound needs L=1", lambda: ch.FeedForward(4, [3, 3]).hessian_bound(
+    ("hessian bound needs L=1", lambda: ch.hessian_bound(ch.FeedForward(4, [3, 3]),
         ch.FeedForward(4, [3, 3]).positive_init(0), torch.ones(2, 4, dtype=F64), torch.ones(2, dtype=F64), 0.1),
      "one hidden layer"),
-    ("alpha bound needs tanh", lambda: ch.FeedForward(4, [3], "softplus").alpha_lower_bound(
+    ("alpha bound needs tanh", lambda: ch.alpha_lower_bound(ch.FeedForward(4, [3], "softplus"),
         ch.FeedForward(4, [3], "softplus").positive_init(0), torch.ones(2, 4, dtype=F64), 0.1), "tanh"),
     ("negative f", lambda: ch.grad_ratio(lambda x: -(x ** 2).sum(), torch.ones(2, dtype=F64)), "non-negative"),
     ("zero radius", lambda: ch.toy_alpha(torch.ones(2, dtype=F64), 0.0), "radius"),
@@ -117,7 +117,7 @@ def test_alpha_lower_bound_below_sampled_ratios_one_hidden():
     net = ch.FeedForward(6, [5], "tanh", scale=4.0)
     theta0 = net.positive_init(seed=0)
     r = 0.4
-    lb = net.alpha_lower_bound(theta0, X, r)
+    lb = ch.alpha_lower_bound(net, theta0, X, r)
     assert lb > 0
     assert ch.sampled_ratio_min(net.loss_fn(X, y), theta0, r, k=300, seed=5) >= lb
 
@@ -131,7 +131,7 @@ def test_alpha_lower_bound_below_sampled_ratios_two_hidden():
     a = torch.full((4,), 0.5, dtype=F64)
     theta0 = net.flatten([W1, W2, a])
     r = 0.3
-    lb = net.alpha_lower_bound(theta0, X, r)
+    lb = ch.alpha_lower_bound(net, theta0, X, r)
     assert lb > 0
     assert ch.sampled_ratio_min(net.loss_fn(X, y), theta0, r, k=300, seed=6) >= lb
 
@@ -139,7 +139,7 @@ def test_alpha_lower_bound_below_sampled_ratios_two_hidden():
 def test_alpha_lower_bound_vanishes_when_d_below_n():
     X = _unit_rows(6, 4, 1)
     net = ch.FeedForward(4, [5], "tanh", scale=10.0)
-    assert net.alpha_lower_bound(net.positive_init(0), X, 0.2) == 0.0
+    assert ch.alpha_lower_bound(net, net.positive_init(0), X, 0.2) == 0.0
 
 
 def test_hessian_bound_dominates_autograd_hessian():
@@ -148,11 +148,19 @@ def test_hessian_bound_dominates_autograd_hessian():
     net = ch.FeedForward(6, [5], "tanh", scale=3.0)
     theta0 = net.positive_init(seed=1)
     r = 0.5
-    beta = net.hessian_bound(theta0, X, y, r)
+    beta = ch.hessian_bound(net, theta0, X, y, r)
     f = net.loss_fn(X, y)
     for p in ch.sample_ball(theta0, r, 40, seed=4):
         H = torch.func.hessian(f)(p)
         assert float(torch.linalg.matrix_norm(H, ord=2)) <= beta
+
+
+def test_gradient_descent_divergence_stops_and_flags():
+    """The one divergence rule (ngdlib.train): a diverging step size stops the run with diverged = True and records
+    only finite iterates; it does not raise."""
+    x, h = ch.gradient_descent(ch.toy_loss, torch.tensor([1.5, 0.5], dtype=F64), 10.0, 50)
+    assert h.diverged and "blew up" in h.stop_reason
+    assert all(math.isfinite(v) for v in h.f) and h.steps < 50
 
 
 def test_gradient_descent_history():

@@ -1,4 +1,4 @@
-"""ngdlib.deep: the deep NTK-parameterised MLP of Karakida & Osawa (2020).
+"""ngdlib.models.DeepMLP: the deep NTK-parameterised MLP of Karakida & Osawa (2020).
 
 Error signals, forward pass and initialisation against autodiff and a forward pass written out by hand (float64), and
 bad model arguments refused by name. The tiny models are shared with tests/test_approx_fisher.py (tests/deep_cases.py).
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import ngdlib
-from ngdlib.deep import DeepMLP
+from ngdlib.models import DeepMLP
 from ngdlib.testing import assert_close
 from tests.deep_cases import MODELS, SEEDS, build
 

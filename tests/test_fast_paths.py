@@ -10,6 +10,7 @@ import torch
 
 import ngdlib
 from ngdlib import reference
+from ngdlib.models import _two_layer_counts as kern
 from ngdlib.testing import assert_close, tolerance
 
 
@@ -139,16 +140,16 @@ def test_train_records_and_converges():
     model = ngdlib.TwoLayerReLU(4, 400, seed=2)
     W0 = model.W.detach().clone()
     D0 = ngdlib.ngd_direction(model, X, (model(X) - y).detach())
-    hist = ngdlib.train(model, X, y, method="ngd", lr=1.0, steps=6, progress=False)
+    hist = ngdlib.train(model, X, y, method="ngd", eta=1.0, steps=6, progress=False)
     assert hist.steps == 6 and not hist.diverged
     assert hist.residual_norm[-1] < 1e-8 * hist.residual_norm[0]
     # first step is exactly W0 - lr * direction
     m2 = ngdlib.TwoLayerReLU(4, 400, seed=2)
-    ngdlib.train(m2, X, y, method="ngd", lr=0.5, steps=1, progress=False)
+    ngdlib.train(m2, X, y, method="ngd", eta=0.5, steps=1, progress=False)
     assert_close(m2.W.detach(), W0 - 0.5 * D0, what="one NGD step")
     # recorded quantities
     m3 = ngdlib.TwoLayerReLU(4, 400, seed=2)
-    h3 = ngdlib.train(m3, X, y, method="gd", lr=0.5, steps=3, progress=False)
+    h3 = ngdlib.train(m3, X, y, method="gd", eta=0.5, steps=3, progress=False)
     assert_close(torch.tensor(h3.dist_from_init[-1], dtype=torch.float64), torch.linalg.vector_norm(m3.W.detach() - W0), what="dist")
     assert_close(torch.tensor(h3.lambda_min_gram[-1], dtype=torch.float64), torch.linalg.eigvalsh(m3.gram(X))[0], what="lambda_min")
     assert_close(h3.tensor("loss"), h3.tensor("residual_norm") ** 2 / 16, what="loss = ||r||^2 / 2n")
@@ -158,7 +159,7 @@ def test_train_divergence_is_recorded_not_raised():
     X = ngdlib.sphere(8, 4, seed=0)
     y = torch.ones(8, dtype=torch.float64)
     model = ngdlib.TwoLayerReLU(4, 100, seed=2)
-    hist = ngdlib.train(model, X, y, method="gd", lr=500.0, steps=50, progress=False, diverge_factor=1e3)
+    hist = ngdlib.train(model, X, y, method="gd", eta=500.0, steps=50, progress=False, diverge_factor=1e3)
     assert hist.diverged and hist.steps < 50
 
 
@@ -219,7 +220,7 @@ def test_every_count_path_is_exact(n, m, monkeypatch):
     model = ngdlib.TwoLayerReLU(5, m, seed=m)
     S01 = model.activation_pattern(X)
     exact = (X @ X.T) * (S01 @ S01.T) / m
-    paths = [c for c in models.COUNTS if c != "int8" or models._int8_counts(X.device)]
+    paths = [c for c in models.COUNTS if c != "int8" or kern._int8_counts(X.device)]
     for counts in paths:
         for chunk in (None, 7, m):                                       # cache-sized, odd, one block (as on CUDA)
             assert torch.equal(model.gram(X, counts=counts, chunk=chunk), exact), (counts, chunk)
@@ -244,7 +245,7 @@ def test_ngd_direction_every_count_path_matches_dense_reference(dtype):
     ref = reference.ngd_direction(model64, X64, r64).reshape(m, d)
     X, r = X64.to(dtype), r64.to(dtype)
     model = ngdlib.TwoLayerReLU(d, m, seed=5, dtype=dtype)
-    paths = [c for c in models.COUNTS if c != "int8" or models._int8_counts(X.device)]
+    paths = [c for c in models.COUNTS if c != "int8" or kern._int8_counts(X.device)]
     D = {c: ngdlib.ngd_direction(model, X, r, counts=c) for c in paths}
     for c in paths:
         assert torch.equal(D[c], D["float64"]), c
@@ -265,7 +266,7 @@ def test_kfac_direction_every_count_path():
 
     X = ngdlib.sphere(30, 5, seed=0)
     r = torch.randn(30, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    paths = [c for c in models.COUNTS if c != "int8" or models._int8_counts(X.device)]
+    paths = [c for c in models.COUNTS if c != "int8" or kern._int8_counts(X.device)]
     for m in (200, 4):
         model = ngdlib.TwoLayerReLU(5, m, seed=2)
         D = ngdlib.kfac_direction(model, X, r)
@@ -290,15 +291,14 @@ def test_count_paths_bad_names_and_resolution():
             model.gram(X, counts=bad)
     assert models.resolve_counts("auto", "cuda", 10) == "tf32"             # CUDA's default (resolution only)
     assert models.resolve_counts("auto", "cpu", 10) == "float32"          # small n on a CPU
-    int8 = models._int8_counts(torch.device("cpu"))
+    int8 = kern._int8_counts(torch.device("cpu"))
     assert models.resolve_counts("auto", "cpu", models.INT8_MIN_N) == ("int8" if int8 else "float32")
     assert models.resolve_counts("tf32", "cpu", 10) == "tf32"
 
 
 def test_int8_unavailable_is_a_clear_error(monkeypatch):
-    import ngdlib.models as models
 
-    monkeypatch.setitem(models._INT8_PROBE, ("cpu", None), False)
+    monkeypatch.setitem(kern._INT8_PROBE, ("cpu", None), False)
     X = ngdlib.sphere(300, 3, seed=0)
     model = ngdlib.TwoLayerReLU(3, 50, seed=1)
     with pytest.raises(ValueError, match="counts='int8' needs torch._int_mm"):
@@ -312,20 +312,20 @@ def test_memory_plan_and_the_recomputed_pattern(monkeypatch):
     bools or recomputed in the second pass, blocks shrink to the budget, and nothing changes a bit."""
     import ngdlib.models as models
 
-    assert models._plan_storage(1024, 2**20, torch.float32, 16 * 2**30) == torch.float32    # 4 GiB <= 8 GiB
-    assert models._plan_storage(1024, 2**20, torch.float32, 4 * 2**30) == torch.bool        # 4 GiB > 2 GiB >= 1 GiB
-    assert models._plan_storage(1024, 2**20, torch.float32, 2**30) is None                 # recomputed
-    assert models._plan_storage(10, 10, torch.float64, None) == torch.float64              # CPU: as before
-    assert models._block_units(1024, 2**20, 0, 2**30) == 2**20                             # no temporaries: one block
-    assert models._block_units(1024, 2**20, 4, 2**30) == 2**18                             # 1 GiB / (1024 * 4 B)
-    assert models._block_units(1024, 2**20, 4, None) == models.CHUNK_ENTRIES // 1024       # CPU: cache-sized
+    assert kern._plan_storage(1024, 2**20, torch.float32, 16 * 2**30) == torch.float32    # 4 GiB <= 8 GiB
+    assert kern._plan_storage(1024, 2**20, torch.float32, 4 * 2**30) == torch.bool        # 4 GiB > 2 GiB >= 1 GiB
+    assert kern._plan_storage(1024, 2**20, torch.float32, 2**30) is None                 # recomputed
+    assert kern._plan_storage(10, 10, torch.float64, None) == torch.float64              # CPU: as before
+    assert kern._block_units(1024, 2**20, 0, 2**30) == 2**20                             # no temporaries: one block
+    assert kern._block_units(1024, 2**20, 4, 2**30) == 2**18                             # 1 GiB / (1024 * 4 B)
+    assert kern._block_units(1024, 2**20, 4, None) == models.CHUNK_ENTRIES // 1024       # CPU: cache-sized
 
     X = ngdlib.sphere(40, 6, seed=0)
     model = ngdlib.TwoLayerReLU(6, 301, seed=1)
     r = torch.randn(40, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     D, G = ngdlib.ngd_direction(model, X, r), model.gram(X)
     for budget in (4 * 40 * 301 * 8, 4 * 40 * 301, 4000):     # keeps float64; keeps bools; recomputes (8-unit blocks)
-        monkeypatch.setattr(models, "_device_budget", lambda device, held=0, b=budget: b)
+        monkeypatch.setattr(kern, "_device_budget", lambda device, held=0, b=budget: b)
         for counts in ("auto", "float32", "float64"):
             assert torch.equal(ngdlib.ngd_direction(model, X, r, counts=counts), D), (budget, counts)
             assert torch.equal(model.gram(X, counts=counts), G)
@@ -343,7 +343,7 @@ def test_cuda_count_paths_are_exact(n, m, dtype):
     model = ngdlib.TwoLayerReLU(16, m, seed=m, dtype=dtype, device="cuda")
     S01 = model.activation_pattern(X).double()
     exact = ((X @ X.T) * (S01 @ S01.T).to(dtype) / m)
-    paths = [c for c in models.COUNTS if c != "int8" or models._int8_counts(X.device)]
+    paths = [c for c in models.COUNTS if c != "int8" or kern._int8_counts(X.device)]
     for counts in paths:
         for chunk in (None, 1000):
             assert torch.equal(model.gram(X, counts=counts, chunk=chunk), exact), (counts, chunk)
@@ -366,7 +366,6 @@ def test_tf32_switch_restores_the_callers_setting():
     caller's matmul setting as it found it, whichever API (legacy or torch >= 2.9's fp32_precision) set it."""
     import warnings
 
-    import ngdlib.models as models
 
     mm = torch.backends.cuda.matmul
     if not hasattr(mm, "fp32_precision"):
@@ -376,7 +375,7 @@ def test_tf32_switch_restores_the_callers_setting():
         for setup in ("none", "ieee", "tf32"):
             mm.fp32_precision = setup
             for enabled in (True, False):
-                with models._cuda_tf32(enabled):
+                with kern._cuda_tf32(enabled):
                     assert mm.fp32_precision == ("tf32" if enabled else "ieee")
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")

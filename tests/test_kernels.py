@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ngdlib import approx_fisher
-from ngdlib.deep import DeepMLP
+from ngdlib.models import DeepMLP
 from ngdlib.kernels import angles, relu_input_layer, relu_layer
 
 EPS = torch.finfo(torch.float64).eps

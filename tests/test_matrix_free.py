@@ -14,6 +14,7 @@ from torch.func import jacrev
 
 import ngdlib
 from ngdlib import matrix_free as mf
+from ngdlib.models import MLP
 from ngdlib.testing import assert_close
 
 F64 = torch.float64
@@ -22,7 +23,7 @@ F64 = torch.float64
 # ----------------------------------------------------------------------------------------------- matrix-free
 def _tiny_mlp(seed=0):
     torch.manual_seed(0)
-    net = mf.MLP(3, 4, 2, seed=seed)
+    net = MLP(3, 4, 2, seed=seed)
     with torch.no_grad():       # non-zero biases so the test exercises them
         for b in (net.b1, net.b2, net.b3):
             b.copy_(0.1 * torch.randn(b.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=F64))
@@ -36,10 +37,10 @@ def _dense_J(net, X):
 
 
 BAD = [
-    ("MLP width 0", lambda: mf.MLP(3, 0, 2), "width"),
-    ("CG iters 0", lambda: mf.cg_ngd_direction(mf.MLP(3, 4, 2), torch.ones(2, 3, dtype=F64),
+    ("MLP width 0", lambda: MLP(3, 0, 2), "width"),
+    ("CG iters 0", lambda: mf.cg_ngd_direction(MLP(3, 4, 2), torch.ones(2, 3, dtype=F64),
                                                torch.ones(2, 2, dtype=F64), iters=0), "iters"),
-    ("vjp wrong shape", lambda: mf.vjp_flat(mf.MLP(3, 4, 2), torch.ones(2, 3, dtype=F64), torch.ones(2, dtype=F64)),
+    ("vjp wrong shape", lambda: mf.vjp_flat(MLP(3, 4, 2), torch.ones(2, 3, dtype=F64), torch.ones(2, dtype=F64)),
      "shape of the outputs"),
     ("digits too many", lambda: mf.load_digits_4_9(500), "n_per_class"),
 ]

@@ -17,7 +17,7 @@ def _run(method):
     X = ngdlib.sphere(10, 4, seed=3)
     y = torch.randn(10, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     model = ngdlib.TwoLayerReLU(4, 300, seed=5)
-    hist = ngdlib.train(model, X, y, method=method, lr=0.5, steps=4, progress=False)
+    hist = ngdlib.train(model, X, y, method=method, eta=0.5, steps=4, progress=False)
     return hist, model.W.detach().clone()
 
 

@@ -82,7 +82,7 @@ BAD = [
     ("step_constant singular", lambda: stability.step_constant(ngdlib.TwoLayerReLU(3, 1, seed=0), _X(),
                                                                torch.zeros(1, 3, dtype=F64),
                                                                torch.ones(1, 3, dtype=F64)), "Condition 1"),
-    ("trace lr", lambda: stability.trace_ngd(_net(), _X(), torch.ones(6, dtype=F64), 0.0, 1), "lr"),
+    ("trace eta", lambda: stability.trace_ngd(_net(), _X(), torch.ones(6, dtype=F64), 0.0, 1), "eta"),
     ("trace md < n", lambda: stability.trace_ngd(ngdlib.TwoLayerReLU(3, 1, seed=0), _X(), torch.ones(6, dtype=F64),
                                                  1.0, 1), "Condition 1"),
     ("trace y length", lambda: stability.trace_ngd(_net(), _X(), torch.ones(5, dtype=F64), 1.0, 1), "length"),
@@ -151,7 +151,7 @@ def test_trace_ngd_follows_train_and_is_exact():
                  torch.tensor(tr.step_constant[0], dtype=F64), rtol=1e-10, atol=1e-14, what="c_0")
     # the path constant is 3 max ||J - J0|| / sqrt(lambda_min(G(0)))
     worst = max(tr.jacobian_change + tr.segment_change)
-    assert tr.path_constant() == pytest.approx(3 * worst / math.sqrt(tr.lambda_min_gram[0]))
+    assert stability.path_constant(tr) == pytest.approx(3 * worst / math.sqrt(tr.lambda_min_gram[0]))
 
 
 def test_one_step_at_eta_one_is_bounded_by_c0():

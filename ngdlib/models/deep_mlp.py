@@ -1,37 +1,5 @@
-r"""Deep MLPs in NTK parameterisation (Karakida & Osawa 2020), with per-layer and per-unit Jacobian blocks.
-
-The network has :math:`L` layers, input dimension :math:`M_0`, hidden widths :math:`M_1, \dots, M_{L-1}` and one
-output (:math:`M_L = 1`):
-
-.. math::
-    u_l = \frac{\sigma_w}{\sqrt{M_{l-1}}} W_l h_{l-1} + \sigma_b b_l, \qquad h_l = \phi(u_l), \qquad h_0 = x,
-    \qquad f(x) = u_L ,
-
-with :math:`W_l \in \mathbb R^{M_l \times M_{l-1}}` and :math:`b_l \in \mathbb R^{M_l}` drawn i.i.d.
-:math:`\mathcal N(0, 1)` (NTK parameterisation: the scale lives in the forward pass, so the trained parameters stay
-O(1)), :math:`\phi` = ReLU or tanh. Biases are optional.
-
-**Parameter layout.** Layer :math:`l` stores one block :math:`P_l = [W_l \mid b_l]` of shape
-:math:`M_l \times (M_{l-1} + 1)` (:math:`M_l \times M_{l-1}` without bias). With the *scaled layer input*
-:math:`a_{l-1} = [\sigma_w h_{l-1} / \sqrt{M_{l-1}},\ \sigma_b]` the layer is :math:`u_l = P_l a_{l-1}`. Parameters
-are vectorised block by block, each block row by row, so the rows of :math:`P_l` (one unit's incoming weights and
-bias) are contiguous: this is the grouping of the unit-wise Fisher.
-
-**Jacobian blocks.** With the backward signal :math:`\delta_l(x) = \partial f(x) / \partial u_l \in \mathbb R^{M_l}`
-(:math:`\delta_L = 1`, :math:`\delta_l = \phi'(u_l) \odot \frac{\sigma_w}{\sqrt{M_l}} W_{l+1}^\top \delta_{l+1}`),
-the Jacobian row of input :math:`x_n` for layer :math:`l` is :math:`J_{l,n} = \delta_l(x_n) \otimes a_{l-1}(x_n)`. With
-:math:`A_{l-1}` (N x (M_{l-1}+1)) and :math:`D_l` (N x M_l) the stacked signals, the layer Gram matrix is
-
-.. math::
-    \Theta_l = J_l J_l^\top = (D_l D_l^\top) \odot (A_{l-1} A_{l-1}^\top), \qquad \Theta = \sum_l \Theta_l ,
-
-and unit :math:`i` of layer :math:`l` has :math:`J_{l,i} = \mathrm{diag}(D_{l,:i}) A_{l-1}`,
-:math:`\Theta_{l,i} = (D_{l,:i} D_{l,:i}^\top) \odot (A_{l-1} A_{l-1}^\top)`. All of these are N x N and computed
-from the forward activations and backward signals; the dense Jacobian is only built on request, for small sizes.
-
-Reference: R. Karakida and K. Osawa, *Understanding Approximate Fisher Information for Fast Convergence of Natural
-Gradient Descent in Wide Neural Networks*, NeurIPS 2020 (Sec. 2 and their public code, which uses this
-parameterisation with :math:`\sigma_w^2 = 2`).
+r"""Deep MLPs in NTK parameterisation (Karakida & Osawa 2020): the network :class:`~ngdlib.models.DeepMLP` (its
+equations, parameter layout and Jacobian blocks are in the class docstring) and its :class:`Signals`.
 """
 from __future__ import annotations
 
@@ -41,9 +9,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._checks import (check_data, check_device, check_dtype, check_finite_result, check_number,
+from .._checks import (check_data, check_device, check_dtype, check_finite_result, check_number,
                       check_same_dtype_device, check_tensor, check_vector, is_transformed)
-from .device import generator
+from ..device import generator
 
 __all__ = ["DeepMLP", "Signals", "ACTIVATIONS", "MAX_DENSE_PARAMS"]
 
@@ -83,21 +51,54 @@ def _act(name: str, u: torch.Tensor):
 
 
 class DeepMLP(nn.Module):
-    """L-layer MLP in NTK parameterisation with scalar output (Karakida & Osawa 2020, Sec. 2).
+    r"""L-layer MLP in NTK parameterisation with scalar output (Karakida & Osawa 2020, Sec. 2).
+
+    The network has :math:`L` layers, input dimension :math:`M_0`, hidden widths :math:`M_1, \dots, M_{L-1}` and one
+    output (:math:`M_L = 1`):
+
+    .. math::
+        u_l = \frac{\sigma_w}{\sqrt{M_{l-1}}} W_l h_{l-1} + \sigma_b b_l, \qquad h_l = \phi(u_l), \qquad h_0 = x,
+        \qquad f(x) = u_L ,
+
+    with :math:`W_l \in \mathbb R^{M_l \times M_{l-1}}` and :math:`b_l \in \mathbb R^{M_l}` drawn i.i.d.
+    :math:`\mathcal N(0, 1)` (NTK parameterisation: the scale lives in the forward pass, so the trained parameters stay
+    O(1)), :math:`\phi` = ReLU or tanh. Biases are optional.
+
+    **Parameter layout.** Layer :math:`l` stores one block :math:`P_l = [W_l \mid b_l]` of shape
+    :math:`M_l \times (M_{l-1} + 1)` (:math:`M_l \times M_{l-1}` without bias). With the *scaled layer input*
+    :math:`a_{l-1} = [\sigma_w h_{l-1} / \sqrt{M_{l-1}},\ \sigma_b]` the layer is :math:`u_l = P_l a_{l-1}`. Parameters
+    are vectorised block by block, each block row by row, so the rows of :math:`P_l` (one unit's incoming weights and
+    bias) are contiguous: this is the grouping of the unit-wise Fisher.
+
+    **Jacobian blocks.** With the backward signal :math:`\delta_l(x) = \partial f(x) / \partial u_l \in \mathbb R^{M_l}`
+    (:math:`\delta_L = 1`, :math:`\delta_l = \phi'(u_l) \odot \frac{\sigma_w}{\sqrt{M_l}} W_{l+1}^\top \delta_{l+1}`),
+    the Jacobian row of input :math:`x_n` for layer :math:`l` is :math:`J_{l,n} = \delta_l(x_n) \otimes a_{l-1}(x_n)`. With
+    :math:`A_{l-1}` (N x (M_{l-1}+1)) and :math:`D_l` (N x M_l) the stacked signals, the layer Gram matrix is
+
+    .. math::
+        \Theta_l = J_l J_l^\top = (D_l D_l^\top) \odot (A_{l-1} A_{l-1}^\top), \qquad \Theta = \sum_l \Theta_l ,
+
+    and unit :math:`i` of layer :math:`l` has :math:`J_{l,i} = \mathrm{diag}(D_{l,:i}) A_{l-1}`,
+    :math:`\Theta_{l,i} = (D_{l,:i} D_{l,:i}^\top) \odot (A_{l-1} A_{l-1}^\top)`. All of these are N x N and computed
+    from the forward activations and backward signals; the dense Jacobian is only built on request, for small sizes.
+
+    Reference: R. Karakida and K. Osawa, *Understanding Approximate Fisher Information for Fast Convergence of Natural
+    Gradient Descent in Wide Neural Networks*, NeurIPS 2020 (Sec. 2 and their public code, which uses this
+    parameterisation with :math:`\sigma_w^2 = 2`).
 
     Args:
         widths: ``(M_0, M_1, ..., M_{L-1})``: input dimension and hidden widths; the output layer (width 1) is
             appended, so ``L = len(widths)``.
         activation: ``"relu"`` or ``"tanh"``. The derivative of ReLU at 0 is taken as 0.
-        sigma_w: weight scale :math:`\\sigma_w` (default :math:`\\sqrt 2`, the authors' :math:`\\sigma_w^2 = 2`).
-        sigma_b: bias scale :math:`\\sigma_b` (ignored without bias).
+        sigma_w: weight scale :math:`\sigma_w` (default :math:`\sqrt 2`, the authors' :math:`\sigma_w^2 = 2`).
+        sigma_b: bias scale :math:`\sigma_b` (ignored without bias).
         bias: whether every layer has a bias.
-        seed: seed of the CPU generator; all entries are drawn in float64 from :math:`\\mathcal N(0, 1)`, layer by
+        seed: seed of the CPU generator; all entries are drawn in float64 from :math:`\mathcal N(0, 1)`, layer by
             layer (W_l then b_l), so one seed gives the same network on every device and, up to rounding, dtype.
         dtype, device: of the parameters.
 
     Attributes:
-        blocks: ``nn.ParameterList`` of L blocks :math:`P_l = [W_l \\mid b_l]`.
+        blocks: ``nn.ParameterList`` of L blocks :math:`P_l = [W_l \mid b_l]`.
     """
 
     def __init__(self, widths, activation: str = "relu", sigma_w: float = math.sqrt(2.0), sigma_b: float = 0.1,
