@@ -38,6 +38,7 @@ All matrices are float tensors; device and dtype follow the inputs (float64 for 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
