@@ -14,15 +14,15 @@ If :math:`\bar\Theta(X, X) = \alpha I` ("isotropic gradient in function space") 
 object (a :class:`FisherVariant`: its blocks, its function-space kernel and step in the dual N x N form, never with a
 parameter-space matrix, its :math:`\alpha`, its infinite-width limit), looked up by name in :data:`VARIANTS`:
 
-================  =====================  ===========================================================================
-name              class                  :math:`\alpha` on the training set
-================  =====================  ===========================================================================
-``"exact"``       :class:`Exact`         1
-``"block_diag"``  :class:`BlockDiagonal` L (every layer Gram nonsingular)
-``"tri_diag"``    :class:`TriDiagonal`   :math:`\lceil L/3 \rceil`
-``"kfac"``        :class:`KFAC`          :math:`N(L-1) + 1` (hidden widths and :math:`M_0 (+1) \ge N`)
-``"unit_wise"``   :class:`UnitWise`      tanh: :math:`\sum_{l<L} M_l + 1`; ReLU: about :math:`\sum_l M_l / 2 + 1`
-================  =====================  ===========================================================================
+================  =======================  ===========================================================================
+name              class                    :math:`\alpha` on the training set
+================  =======================  ===========================================================================
+``"exact"``       :class:`Exact`           1
+``"block_diag"``  :class:`BlockDiagonal`   L (every layer Gram nonsingular)
+``"tri_diag"``    :class:`TriDiagonal`     :math:`\lceil L/3 \rceil`
+``"kfac"``        :class:`KFAC`            :math:`N(L-1) + 1` (hidden widths and :math:`M_0 (+1) \ge N`)
+``"unit_wise"``   :class:`UnitWise`        tanh: :math:`\sum_{l<L} M_l + 1`; ReLU: about :math:`\sum_l M_l / 2 + 1`
+================  =======================  ===========================================================================
 
 The dense (P x P) oracles these are tested against live in :mod:`ngdlib.reference`.
 
