@@ -378,7 +378,7 @@ def hessian_bound(net: FeedForward, theta0: torch.Tensor, X: torch.Tensor, y: to
 # activations with sigma(0) != 0 (chapter C-ACT): the whole kernel at W_1 = 0, and alpha for one hidden layer
 # ----------------------------------------------------------------------------------------------------------------
 def slope_floor(activation: str, zeta: float) -> float:
-    """:math:`\\min_{|t| \\le \\zeta} \\sigma'(t)` for one of :data:`ngdlib.models.FEEDFORWARD_ACTIVATIONS`.
+    """:math:`\\min_{|t| \\le \\zeta} \\sigma'(t)` for one of ``ngdlib.models.FEEDFORWARD_ACTIVATIONS``.
 
     tanh and sigmoid have an even derivative that decreases in :math:`|t|` (:math:`\\mathrm{sech}^2(\\zeta)`,
     :math:`s(\\zeta)(1 - s(\\zeta))`); softplus has the increasing derivative :math:`s(t)` (the sigmoid), so its minimum
@@ -429,7 +429,7 @@ def full_kernel_at_zero(net: FeedForward, theta: torch.Tensor, X: torch.Tensor) 
 
 def alpha_lower_bound_shallow(net: FeedForward, theta0: torch.Tensor, X: torch.Tensor, r: float) -> float:
     """An analytic lower bound on :math:`\\alpha(\\theta_0, r)` for one hidden layer (L = 1), any activation of
-    :data:`ngdlib.models.FEEDFORWARD_ACTIVATIONS`, :math:`W_1 = 0` at :math:`\\theta_0` (chapter C-ACT):
+    ``ngdlib.models.FEEDFORWARD_ACTIVATIONS``, :math:`W_1 = 0` at :math:`\\theta_0` (chapter C-ACT):
 
     .. math::
         \\alpha(\\theta_0, r) \\ge \\frac4n \\lambda_{\\min}(X X^\\top)\\, \\lambda^2\\, m_\\sigma(r\\rho)^2\\,

@@ -123,7 +123,7 @@ def train_joint_ngd(model, X: torch.Tensor, y: torch.Tensor, eta: float = 1.0, s
                     tol: float = 0.0, diverge_factor: float = 1e6) -> History:
     r"""NGD on both layers, :math:`(W, a) \leftarrow (W, a) - \eta J^\top G^{-1}(u - y)` with the joint Jacobian,
     for ``steps`` steps (the model is not modified: W and a are copied), on the library's one training loop
-    (:func:`ngdlib._history.run_loop`, with its divergence rule).
+    (``ngdlib._history.run_loop``, with its divergence rule).
 
     Returns a :class:`ngdlib.train.History` (method ``"joint-ngd"``) with one entry per iterate k = 0 .. K of the
     series ``residual_norm`` (:math:`\|u(k) - y\|`, monitored), ``lambda_min_gram`` (of the joint Gram),

@@ -60,7 +60,7 @@ def separation(X: torch.Tensor, *, antipodal: bool = True) -> float:
 
 def close_pair_data(n: int, d: int, delta: float, seed: int = 0, dtype: torch.dtype = torch.float64,
                     device=None) -> torch.Tensor:
-    r"""n unit inputs: n - 1 uniform on the sphere (:func:`ngdlib.sphere`) and :math:`x_n` at distance exactly
+    r"""n unit inputs: n - 1 uniform on the sphere (:func:`ngdlib.data.sphere`) and :math:`x_n` at distance exactly
     ``delta`` from :math:`x_1`, rotated towards a random direction orthogonal to :math:`x_1`.
 
     The separation of the set is ``delta`` when ``delta`` is below the separation of the first n - 1 points.
