@@ -16,6 +16,17 @@ inequality every computed singular value is then within :math:`\|E\|_2` of the t
 that level cannot be told apart from zero, one above it can. A larger cut-off would throw away directions the data
 resolve; a smaller one inverts round-off and amplifies it by up to :math:`1/(\max(m,n)\varepsilon)`.
 
+*Gram matrices.* Where a matrix is a Gram :math:`G = F F^\top` of a factor at hand (K-FAC's factors, the
+pseudo-inverse :math:`F^+ = F^\top (F F^\top)^+`), the rank question is asked of the factor, not of the formed Gram
+(:func:`gram_factor_eigh`, :func:`pinv_gram_factor`): forming :math:`F F^\top` with inner dimension k perturbs it by
+up to about :math:`k\,\varepsilon\,\|F\|^2`, so a formed Gram's eigenvalues below that level are round-off,
+while the SVD of F resolves :math:`\sigma_i(F)` down to :math:`\max(N, k)\,\varepsilon\,\sigma_{\max}`, i.e.
+:math:`\lambda_i = \sigma_i^2` down to :math:`(\max(N, k)\,\varepsilon)^2\lambda_{\max}`. Where only the Gram
+exists (a layer Gram that is a Hadamard product of two Grams, an infinite-width kernel computed entry by entry),
+:func:`pinv_gram` applies the same policy to the Gram itself, after an optional *structural* rank cap (the rank
+the Gram has in exact arithmetic, e.g. min(N, number of parameters)): the directions that are null in exact
+arithmetic are dropped whatever round-off puts there, and the others are kept when they clear the cut-off.
+
 **2. Trusted solves (one refusal threshold).** Where the paper's hypothesis makes the matrix nonsingular (Condition
 1's Gram matrix, Theorem 4's :math:`X^\top X`, ...), a solve is refused with a ``ValueError`` naming that assumption
 when the condition number reaches :func:`max_trusted_cond` :math:`= 10^{-2}/\varepsilon`: a backward-stable solve has
@@ -38,11 +49,16 @@ __all__ = [
     "psd_eigh_floor",
     "pinv",
     "pinv_psd",
+    "pinv_gram",
+    "gram_factor_eigh",
+    "pinv_gram_factor",
     "numerical_rank",
     "psd_power",
     "psd_eigh",
     "solve_psd",
     "solve_psd_cholesky",
+    "solve_psd_batched",
+    "solve_checked",
     "check_full_column_rank",
 ]
 
@@ -141,6 +157,84 @@ def pinv_psd(A: torch.Tensor, what: str = "A") -> torch.Tensor:
                          f"(largest {float(evals[-1]):.3e})")
     V = evecs[:, keep]
     return (V / evals[keep]) @ V.T
+
+
+def pinv_gram(G: torch.Tensor, *, rank_cap: int | None = None, what: str = "G") -> torch.Tensor:
+    r"""Pseudo-inverse of a Gram matrix (positive semi-definite by construction), batched over leading dimensions.
+
+    Keeps, in each matrix of the batch, the eigenvalues :math:`\lambda_i >` :func:`rank_rtol` :math:`\cdot
+    \lambda_{\max}`, and of those at most the ``rank_cap`` largest (the structural rank, when the caller knows it:
+    see the module docstring). Negative eigenvalues are round-off of a matrix that is PSD by construction and are
+    dropped; for a matrix that might not be PSD, :func:`pinv_psd` refuses instead. A zero matrix has the zero
+    pseudo-inverse.
+
+    Args:
+        G: a symmetric (..., n, n) float32 / float64 tensor, a Gram matrix or a batch of them.
+        rank_cap: at most this many eigenvalues are kept (None: no cap).
+        what: the name of G in error messages.
+
+    Returns:
+        :math:`G^+`, shaped like G.
+
+    Raises:
+        ValueError: if G is not a finite float tensor of square matrices, or rank_cap is not a non-negative int.
+    """
+    check_tensor(what, G)
+    if G.ndim < 2 or G.shape[-1] != G.shape[-2]:
+        raise ValueError(f"{what} must be a square matrix (or a batch of them), got shape {tuple(G.shape)}")
+    if rank_cap is not None and not (isinstance(rank_cap, int) and not isinstance(rank_cap, bool) and rank_cap >= 0):
+        raise ValueError(f"rank_cap must be a non-negative int or None, got {rank_cap!r}")
+    n = G.shape[-1]
+    evals, evecs = torch.linalg.eigh((G + G.transpose(-1, -2)) / 2)
+    lmax = evals[..., -1:].clamp_min(0)
+    keep = evals > rank_rtol(G) * lmax
+    if rank_cap is not None and rank_cap < n:
+        keep[..., : n - rank_cap] = False
+    inv = torch.where(keep, 1.0 / torch.where(keep, evals, torch.ones_like(evals)), torch.zeros_like(evals))
+    return check_finite_result(f"the pseudo-inverse of {what}", (evecs * inv[..., None, :]) @ evecs.transpose(-1, -2))
+
+
+def gram_factor_eigh(F: torch.Tensor, what: str = "F"):
+    r"""Eigen-pairs of the Gram :math:`F F^\top` from the SVD of its factor F (N x k), batched over leading dimensions.
+
+    Keeps the singular values :math:`\sigma_i(F) >` :func:`rank_rtol` :math:`(F) \cdot \sigma_{\max}` (the module's
+    policy asked of the factor; why the factor and not the formed Gram: see the module docstring).
+
+    Args:
+        F: a (..., N, k) float32 / float64 tensor with finite entries.
+        what: the name of F in error messages.
+
+    Returns:
+        ``(U, lam, keep)``: U (..., N, r) the left singular vectors, lam (..., r) the eigenvalues
+        :math:`\sigma_i^2` of :math:`F F^\top` (descending, r = min(N, k)), and the boolean mask of the kept ones.
+
+    Raises:
+        ValueError: if F is not a finite float tensor with at least two dimensions.
+    """
+    check_tensor(what, F)
+    if F.ndim < 2:
+        raise ValueError(f"{what} must be a matrix (or a batch of them), got shape {tuple(F.shape)}")
+    U, sig, _ = torch.linalg.svd(F, full_matrices=False)
+    keep = sig > rank_rtol(F) * sig[..., :1]
+    return U, sig ** 2, keep
+
+
+def pinv_gram_factor(F: torch.Tensor, what: str = "F") -> torch.Tensor:
+    r""":math:`(F F^\top)^+` for a factor F (..., N, k), through :func:`gram_factor_eigh` (the factor's SVD).
+
+    Then :math:`F^+ = F^\top (F F^\top)^+` and :math:`F F^\top (F F^\top)^+` is the orthogonal projector onto
+    the range of F.
+
+    Args:
+        F: a (..., N, k) float32 / float64 tensor with finite entries.
+        what: the name of F in error messages.
+
+    Raises:
+        ValueError: as :func:`gram_factor_eigh`.
+    """
+    U, lam, keep = gram_factor_eigh(F, what)
+    inv = torch.where(keep, 1.0 / torch.where(keep, lam, torch.ones_like(lam)), torch.zeros_like(lam))
+    return (U * inv[..., None, :]) @ U.transpose(-1, -2)
 
 
 def numerical_rank(A: torch.Tensor) -> int:
@@ -285,6 +379,75 @@ def solve_psd_cholesky(A: torch.Tensor, b: torch.Tensor, what: str, remedy: str,
     if not cond < limit:
         psd_eigh(A, what, remedy, max_cond)       # raises with the exact spectrum
     return torch.cholesky_solve(b[:, None] if b.ndim == 1 else b, L).reshape(b.shape)
+
+
+def solve_psd_batched(A: torch.Tensor, B: torch.Tensor, what: str, remedy: str, max_cond: float | None = None):
+    r"""Solve :math:`A_b Z_b = B_b` for a batch of symmetric positive definite matrices (checked conditioning).
+
+    One batched eigen-decomposition gives both the solution and every matrix's exact condition number, which is
+    refused at :func:`max_trusted_cond` as in :func:`psd_eigh`.
+
+    Args:
+        A: a (b, n, n) batch of symmetric matrices that the theory needs positive definite.
+        B: right-hand sides, (b, n) or (b, n, k).
+        what: the name of A and its assumption (for the error message).
+        remedy: what the caller can do when some A_b is singular (for the error message).
+        max_cond: refusal threshold for the condition number (default :func:`max_trusted_cond`).
+
+    Raises:
+        ValueError: naming ``what``, the first offending batch index and ``remedy`` when some A_b is not positive
+            definite or too ill-conditioned, or when A and B do not have matching batch shapes.
+    """
+    check_tensor(what, A, ndim=3)
+    if A.shape[-1] != A.shape[-2] or B.shape[0] != A.shape[0] or B.shape[1] != A.shape[1] or B.ndim not in (2, 3):
+        raise ValueError(f"{what}: a batch of square matrices (b, n, n) and right-hand sides (b, n[, k]) are needed, "
+                         f"got {tuple(A.shape)} and {tuple(B.shape)}")
+    limit = max_trusted_cond(A.dtype) if max_cond is None else max_cond
+    try:
+        evals, evecs = torch.linalg.eigh(A)
+    except RuntimeError as err:  # LAPACK failure: report it as the condition it signals
+        raise ValueError(f"{what}: eigen-decomposition failed ({err}); {remedy}") from None
+    lmin, lmax = evals[:, 0], evals[:, -1]
+    bad = ~(lmin > 0) | ~(lmax < limit * lmin.clamp_min(torch.finfo(A.dtype).tiny))
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        lo, hi = float(lmin[i]), float(lmax[i])
+        cond = hi / lo if lo > 0 else float("inf")
+        raise ValueError(f"{what} (batch index {i}) is singular or too ill-conditioned to solve with in {A.dtype}: "
+                         f"lambda_min = {lo:.3e}, lambda_max = {hi:.3e}, condition number {cond:.3e} >= "
+                         f"{limit:.1e}; {remedy}")
+    rhs = B if B.ndim == 3 else B[..., None]
+    Z = evecs @ ((evecs.transpose(-1, -2) @ rhs) / evals[..., None])
+    return Z if B.ndim == 3 else Z[..., 0]
+
+
+def solve_checked(A: torch.Tensor, b: torch.Tensor, what: str, remedy: str, max_cond: float | None = None):
+    r"""Solve A z = b for a square, possibly indefinite, nonsingular A (checked conditioning through its SVD).
+
+    For small matrices whose nonsingularity the theory guarantees (e.g. a tri-diagonal coefficient matrix); the
+    condition number :math:`\sigma_{\max}/\sigma_{\min}` is refused at :func:`max_trusted_cond`.
+
+    Args:
+        A: a square n x n matrix.
+        b: right-hand side, length n or n x k.
+        what: the name of A and the assumption that makes it nonsingular (for the error message).
+        remedy: what the caller can do when A is singular (for the error message).
+        max_cond: refusal threshold for the condition number (default :func:`max_trusted_cond`).
+
+    Raises:
+        ValueError: naming ``what`` and ``remedy`` when A is not square or singular to working precision.
+    """
+    check_tensor(what, A, ndim=2)
+    if A.shape[0] != A.shape[1]:
+        raise ValueError(f"{what} must be square, got shape {tuple(A.shape)}")
+    limit = max_trusted_cond(A.dtype) if max_cond is None else max_cond
+    sv = torch.linalg.svdvals(A)
+    smax, smin = float(sv[0]), float(sv[-1])
+    cond = smax / smin if smin > 0 else float("inf")
+    if not cond < limit:
+        raise ValueError(f"{what} is singular or too ill-conditioned to solve with in {A.dtype}: sigma_min = "
+                         f"{smin:.3e}, sigma_max = {smax:.3e}, condition number {cond:.3e} >= {limit:.1e}; {remedy}")
+    return torch.linalg.solve(A, b)
 
 
 def check_full_column_rank(X: torch.Tensor, what: str) -> None:

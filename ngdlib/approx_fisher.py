@@ -37,8 +37,9 @@ from dataclasses import dataclass
 import torch
 
 from ._history import History, run_loop
-from ._checks import (check_finite_result, check_number, check_same_dtype_device, check_tensor, check_vector,
-                      psd_eigh)
+from ._checks import check_finite_result, check_number, check_same_dtype_device, check_tensor, check_vector
+from ._linalg import (gram_factor_eigh, pinv, pinv_gram, pinv_gram_factor, psd_eigh, solve_checked, solve_psd,
+                      solve_psd_batched)
 from .models import DeepMLP, Signals
 from .kernels import relu_input_layer, relu_layer
 
@@ -97,6 +98,9 @@ def tri_coefficients(L: int) -> TriDiag:
 
     >>> [round(tri_coefficients(L).alpha, 12) for L in range(1, 9)]
     [1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 3.0, 3.0]
+
+    Raises:
+        ValueError: if L (the number of layers) is not an int >= 1.
     """
     if not (isinstance(L, int) and not isinstance(L, bool) and L >= 1):
         raise ValueError(f"L (the number of layers) must be an int >= 1, got {L!r}")
@@ -110,10 +114,11 @@ def tri_coefficients(L: int) -> TriDiag:
     if singular:
         z = torch.tensor([(1.0, -1.0, 0.0)[k % 3] for k in range(L)], dtype=torch.float64)
         z = z / z.norm()
-        d = torch.linalg.pinv(T, hermitian=True) @ ones
+        d = pinv(T, hermitian=True) @ ones
     else:
         z = None
-        d = torch.linalg.solve(T, ones)
+        d = solve_checked(T, ones, f"the tri-diagonal coefficient matrix T (L = {L}, nonsingular for L mod 3 != 2)",
+                          "report this: T is a fixed integer matrix")
     return TriDiag(T=T, d=d, alpha=float(d.sum()), singular=singular, null=z)
 
 
@@ -143,7 +148,12 @@ class Isotropy:
 
 
 def isotropy(K: torch.Tensor) -> Isotropy:
-    """Measure the isotropy of a square kernel (see :class:`Isotropy`)."""
+    """Measure the isotropy of a square kernel (see :class:`Isotropy`).
+
+    Raises:
+        ValueError: if K is not a finite square float matrix, or its mean diagonal is not positive (then no
+            isotropy constant exists).
+    """
     check_tensor("K", K, ndim=2)
     if K.shape[0] != K.shape[1]:
         raise ValueError(f"K must be square (a training-set kernel), got shape {tuple(K.shape)}")
@@ -182,32 +192,18 @@ def _check_singular(singular) -> str:
 def _inv_psd(A: torch.Tensor, what: str, remedy: str, singular: str, rank_cap: int | None = None):
     """Inverse of a PSD matrix (checked), or its pseudo-inverse when ``singular == 'pinv'``.
 
-    The pseudo-inverse keeps the eigenvalues above :math:`10^2 N \\varepsilon \\lambda_{\\max}` (at most
-    ``rank_cap`` of them: the structural rank when it is known).
+    The pseudo-inverse is :func:`ngdlib._linalg.pinv_gram` (the library's one rank cut-off, at most ``rank_cap``
+    eigenvalues: the structural rank when it is known).
     """
     if singular == "raise":
         evals, evecs = psd_eigh(A, what, remedy)
         return (evecs / evals) @ evecs.T
-    return _pinv_psd(A, rank_cap)
-
-
-def _pinv_psd(A: torch.Tensor, rank_cap: int | None = None) -> torch.Tensor:
-    A = check_finite_result("a Gram matrix to pseudo-invert", (A + A.T) / 2)
-    evals, evecs = torch.linalg.eigh(A)
-    n = A.shape[0]
-    lmax = float(evals[-1].clamp_min(0))
-    keep = evals > 1e2 * n * torch.finfo(A.dtype).eps * lmax
-    if rank_cap is not None and rank_cap < n:
-        keep[: n - rank_cap] = False
-    if lmax == 0:
-        return torch.zeros_like(A)
-    V = evecs[:, keep]
-    return (V / evals[keep]) @ V.T
+    return pinv_gram(A, rank_cap=rank_cap, what=what)
 
 
 def _projector_factor(F: torch.Tensor) -> torch.Tensor:
-    """:math:`(F F^\\top)^+` for a factor F (N x k), with the structural rank cap min(N, k)."""
-    return _pinv_psd(F @ F.T, rank_cap=min(F.shape))
+    """:math:`(F F^\\top)^+` for a factor F (N x k), from the factor's SVD (:func:`ngdlib._linalg.pinv_gram_factor`)."""
+    return pinv_gram_factor(F, "a Kronecker factor")
 
 
 def _validate(model, X, X_test=None):
@@ -386,7 +382,13 @@ class TriDiagonal(_LayerCoefficients):
     blocks = "the layer blocks F_ll' with |l - l'| <= 1"
 
     def maps(self, model, grams, rho, singular, *, limit=False):
-        """The N x N coefficient maps C_l of this variant, from the layer Grams."""
+        """The N x N coefficient maps C_l of this variant, from the layer Grams.
+
+        Raises:
+            ValueError: for the infinite-width limit when T is singular (L = 3s + 2), or when a layer Gram Theta_l is
+                singular or too ill-conditioned (block tri-diagonal NGD has no dual form unless every Theta_l is
+                invertible).
+        """
         n = grams[0].shape[0]
         td = tri_coefficients(model.L)
         if limit:
@@ -403,7 +405,8 @@ class TriDiagonal(_LayerCoefficients):
             z = td.null.to(dtype=grams[0].dtype, device=grams[0].device)
             S = sum(z[l] ** 2 * inv[l] for l in range(model.L))
             R = sum(z[l] * d[l] * inv[l] for l in range(model.L))
-            Q = -torch.linalg.solve(S, R)              # S is positive definite (a positive combination of inverses)
+            Q = -solve_psd(S, R, "the tri-diagonal null-space correction's S = sum_l z_l^2 Theta_l^{-1} (positive "
+                           "definite: a positive combination of inverses)", "report this: it cannot be singular")
             Cs = [Cs[l] + z[l] * inv[l] @ Q for l in range(model.L)]
         return Cs
 
@@ -457,7 +460,12 @@ class KFAC(FisherVariant):
         return check_finite_result("the C-output function kernel (kfac)", ms.n * out)
 
     def alpha(self, model, n):
-        """This variant's :math:`\\alpha` (:meth:`FisherVariant.alpha`)."""
+        """This variant's :math:`\\alpha` (:meth:`FisherVariant.alpha`).
+
+        Raises:
+            ValueError: if a hidden width is below N, or if M_0 (+1 with bias) < N with a bias or with L = 1 (then the
+                input factor is not the identity and alpha has no closed form).
+        """
         _check_hidden_widths(model, n, self.name)
         L, b = model.L, int(model.bias)
         if model.d + b >= n:
@@ -471,8 +479,10 @@ class KFAC(FisherVariant):
         """This variant's infinite-width kernel (:meth:`FisherVariant.limiting_kernel`)."""
         out = 0
         for l, ((Ki, Si), (Ki2, Si2)) in enumerate(zip(train, cross)):
-            PA = Ki2 @ _pinv_psd(Ki, rank_cap=min(n, model.d + int(model.bias)) if l == 0 else None)
-            PS = torch.full_like(Si2, 1.0 / n) if l == model.L - 1 else Si2 @ _pinv_psd(Si)
+            PA = Ki2 @ pinv_gram(Ki, rank_cap=min(n, model.d + int(model.bias)) if l == 0 else None,
+                                 what=f"the infinite-width input Gram of layer {l + 1}")
+            PS = (torch.full_like(Si2, 1.0 / n) if l == model.L - 1
+                  else Si2 @ pinv_gram(Si, what=f"the infinite-width derivative Gram of layer {l + 1}"))
             out = out + PA * PS
         return n * out
 
@@ -521,7 +531,12 @@ class UnitWise(FisherVariant):
         return self.kernel(model, s, s, 0.0, "pinv")
 
     def alpha(self, model, n):
-        """This variant's :math:`\\alpha` (:meth:`FisherVariant.alpha`)."""
+        """This variant's :math:`\\alpha` (:meth:`FisherVariant.alpha`).
+
+        Raises:
+            ValueError: if a hidden width is below N, or the first layer's input dimension M_0 (+1 with bias) is below
+                N (the first-layer units' projections are then not diagonal).
+        """
         _check_hidden_widths(model, n, self.name)
         b = int(model.bias)
         if model.d + b < n:
@@ -540,7 +555,11 @@ _LIMIT_REMEDY = "the inputs must be distinct (and, for the first layer, of rank 
 
 
 def _variant(variant) -> FisherVariant:
-    """The :class:`FisherVariant` for a name in :data:`VARIANTS` or an instance (returned as it is)."""
+    """The :class:`FisherVariant` for a name in :data:`VARIANTS` or an instance (returned as it is).
+
+    Raises:
+        ValueError: if ``variant`` is neither a name in :data:`VARIANTS` nor a :class:`FisherVariant`.
+    """
     if isinstance(variant, FisherVariant):
         return variant
     if isinstance(variant, str) and variant in VARIANTS:
@@ -586,6 +605,10 @@ def _unit_maps(model: DeepMLP, s: Signals, l: int, rho: float, singular: str):
 
     Returns ``("shared", Kinv, Dinv)`` (every unit has full support: w_i = K^{-1} (r / delta_i)) or
     ``("batched", Z)``.
+
+    Raises:
+        ValueError: with ``singular='raise'``, when the layer's input Gram A A^T is singular or too ill-conditioned
+            (the layer's input dimension M_l (+1 with bias) must be >= N), or when a damped unit Gram is singular.
     """
     A, D = s.A[l], s.D[l]
     n = s.n
@@ -597,7 +620,9 @@ def _unit_maps(model: DeepMLP, s: Signals, l: int, rho: float, singular: str):
     if rho > 0:
         Th = D.T[:, :, None] * K[None, :, :] * D.T[:, None, :]      # (M, N, N): Theta_{l,i}
         check_finite_result(f"the unit Gram matrices Theta_({l + 1},i)", Th)
-        Z = D.T[:, :, None] * torch.linalg.solve(Th + rho * n * eye, eye.expand_as(Th))
+        Z = D.T[:, :, None] * solve_psd_batched(Th + rho * n * eye, eye.expand_as(Th),
+                                                f"damped unit-wise NGD, layer {l + 1}: Theta_(l,i) + rho N I "
+                                                "(positive definite for rho > 0)", "increase rho")
         return ("batched", Z)
     K_ok = True
     try:
@@ -613,18 +638,14 @@ def _unit_maps(model: DeepMLP, s: Signals, l: int, rho: float, singular: str):
         m = mask.T.to(K.dtype)                                      # (M, N)
         Kt = m[:, :, None] * K[None] * m[:, None, :] + torch.diag_embed(1 - m)
         Dinv = torch.where(mask, 1.0 / torch.where(mask, D, torch.ones_like(D)), torch.zeros_like(D)).T
-        Z = torch.linalg.solve(Kt, torch.diag_embed(Dinv))           # K_SS^{-1} diag(1/delta_S) on the support
+        Z = solve_psd_batched(Kt, torch.diag_embed(Dinv), f"unit-wise NGD, layer {l + 1}: the support blocks K_SS of "
+                              "A A^T (positive definite with A A^T)", remedy)   # K_SS^{-1} diag(1/delta_S)
         return ("batched", Z)
-    Th = D.T[:, :, None] * K[None, :, :] * D.T[:, None, :]          # (M, N, N): Theta_{l,i}
-    check_finite_result(f"the unit Gram matrices Theta_({l + 1},i)", Th)
-    # batched pseudo-inverse of each Theta_{l,i} (rank <= min(|S_i|, layer input size))
-    evals, evecs = torch.linalg.eigh((Th + Th.transpose(1, 2)) / 2)
-    lmax = evals[:, -1:].clamp_min(0)
-    keep = evals > 1e2 * n * torch.finfo(K.dtype).eps * lmax
-    if A.shape[1] < n:
-        keep[:, : n - A.shape[1]] = False
-    inv = torch.where(keep, 1.0 / torch.where(keep, evals, torch.ones_like(evals)), torch.zeros_like(evals))
-    P = (evecs * inv[:, None, :]) @ evecs.transpose(1, 2)
+    # batched pseudo-inverse of each Theta_{l,i} = diag(delta_i) A A^T diag(delta_i), asked of its factor
+    # diag(delta_i) U_A Sigma_A (N x r, r = rank A <= min(N, layer input size)), from one thin SVD of A
+    U, lam, keep = gram_factor_eigh(A, f"the layer-{l + 1} input A")
+    Fa = U[:, keep] * lam[keep].sqrt()
+    P = pinv_gram_factor(D.T[:, :, None] * Fa[None], f"the unit Gram factors of layer {l + 1}")
     return ("batched", D.T[:, :, None] * P)
 
 
@@ -701,6 +722,10 @@ def linearized_prediction(K_train: torch.Tensor, K_test: torch.Tensor | None, f0
 
     Returns:
         ``(F_train, F_test)``: tensors of shape (steps + 1, N) and (steps + 1, N') (``None`` without a test kernel).
+
+    Raises:
+        ValueError: if K_train is not square, K_test has not N columns, the outputs or targets have the wrong
+            length, eta is not positive and finite, steps is not a non-negative int, or the outputs overflow.
     """
     check_tensor("K_train", K_train, ndim=2)
     n = K_train.shape[0]
@@ -742,7 +767,12 @@ def ntk_test_prediction(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, X_test
                         t: int) -> torch.Tensor:
     """Karakida & Osawa's exact-NGD prediction :math:`f_t(x') = f_0(x') - \\Theta(x', X)\\Theta^{-1}[1 - (1-\\eta)^t]
     (f_0 - y)` at the current parameters (the closed form, written out; :func:`linearized_prediction` is the
-    general version)."""
+    general version).
+
+    Raises:
+        ValueError: for a bad model, inputs or targets, eta not positive and finite, t not a non-negative int, or
+            an NTK Theta that is singular (J must have full row rank N).
+    """
     _validate(model, X, X_test)
     check_vector("y", y, X.shape[0], "one target per training input")
     check_same_dtype_device("y", y, "X", X)
@@ -821,6 +851,9 @@ def limiting_factors(model: DeepMLP, X: torch.Tensor, X_test: torch.Tensor | Non
     with the ReLU arc-cosine closed forms; :math:`D_l D_l^\top \to \prod_{k=l}^{L-1} \dot S_k` (1 for the output
     layer), so the limiting layer Gram is :math:`\Theta_l^\infty = K_{l-1} \odot \prod_{k \ge l} \dot S_k` (the NTK of
     Jacot et al. split by layer). The biases contribute :math:`\sigma_b^2` only if the model has them.
+
+    Raises:
+        ValueError: for a model whose activation is not ReLU (tanh needs numerical integration), or bad inputs.
     """
     _validate(model, X, X_test)
     if model.activation != "relu":
@@ -1012,10 +1045,8 @@ def damped_kfac_kernel(model: DeepMLP, X: torch.Tensor, rho: float, *,
     n = s.n
 
     def factor(F, F2):
-        evals, U = torch.linalg.eigh((F @ F.T + (F @ F.T).T) / 2)
-        keep = evals > 1e2 * n * torch.finfo(F.dtype).eps * evals[-1].clamp_min(0)
-        keep[: max(0, n - min(F.shape))] = False
-        lam, U = evals[keep], U[:, keep]
+        U, lam, keep = gram_factor_eigh(F, "a Kronecker factor")
+        lam, U = lam[keep], U[:, keep]
         sig = lam.sqrt()
         return U * sig, (F2 @ F.T) @ (U / sig), lam
 

@@ -111,3 +111,55 @@ def test_checks_still_exports_the_moved_names():
 
     for name in ("psd_eigh", "solve_psd", "solve_psd_cholesky", "max_trusted_cond", "check_full_column_rank"):
         assert getattr(_checks, name) is getattr(_linalg, name)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pinv_gram_matches_numpy_and_caps_the_structural_rank(seed):
+    # a batch of two PSD Grams with known spectra: rank 3 (with an eigenvalue far below 6 eps dropped) and rank 4
+    G = np.stack([_psd_with_spectrum([2.0, 0.5, 1e-4, 1e-18, 0.0, 0.0], seed),
+                  _psd_with_spectrum([1.0, 1.0, 0.3, 1e-2, 0.0, 0.0], seed + 10)])
+    got = _linalg.pinv_gram(torch.from_numpy(G)).numpy()
+    for b in range(2):
+        ref = np.linalg.pinv(G[b], rcond=6 * EPS, hermitian=True)
+        # largest kept condition 2e4 (first) / 1e2: round-off ~ eps * cond, times a modest factor 1e2
+        np.testing.assert_allclose(got[b], ref, rtol=0, atol=1e2 * EPS * 2e4 * np.abs(ref).max())
+    # the structural cap keeps the 2 largest eigenvalues only: scipy's pinvh of the rank-2 truncation
+    w, V = np.linalg.eigh(G[1])
+    trunc = (V[:, -2:] * w[-2:]) @ V[:, -2:].T
+    capped = _linalg.pinv_gram(torch.from_numpy(G[1]), rank_cap=2).numpy()
+    np.testing.assert_allclose(capped, scipy.linalg.pinvh(trunc, atol=1e-12), rtol=0, atol=1e-12)
+    assert np.abs(_linalg.pinv_gram(torch.zeros(3, 3, dtype=F64)).numpy()).max() == 0.0
+
+
+@pytest.mark.parametrize("shape", [(5, 3), (4, 9), (2, 6, 4)])
+def test_pinv_gram_factor_matches_numpy_pinv_of_the_formed_gram(shape):
+    rng = np.random.default_rng(sum(shape))
+    F = rng.standard_normal(shape)
+    got = _linalg.pinv_gram_factor(torch.from_numpy(F)).numpy()
+    Fs = F.reshape((-1,) + shape[-2:])
+    for b in range(Fs.shape[0]):
+        N, k = Fs[b].shape
+        G = Fs[b] @ Fs[b].T
+        # the formed Gram of a random Gaussian factor is well conditioned (cond < 1e4 here): numpy's pinv with the
+        # Gram's own cut-off agrees to round-off times that condition number
+        cond = np.linalg.cond(G) if k >= N else np.inf
+        ref = np.linalg.pinv(G, rcond=1e-10, hermitian=True)
+        scale = np.abs(ref).max()
+        np.testing.assert_allclose(got.reshape(Fs.shape[0], N, N)[b], ref, rtol=0,
+                                   atol=1e2 * EPS * min(cond, 1e4) * max(N, k) * scale)
+    # F^T (F F^T)^+ is numpy's pinv(F)
+    F2 = rng.standard_normal((4, 7))
+    np.testing.assert_allclose(F2.T @ _linalg.pinv_gram_factor(torch.from_numpy(F2)).numpy(), np.linalg.pinv(F2),
+                               rtol=0, atol=1e-12)
+
+
+def test_batched_and_checked_solves_match_scipy():
+    rng = np.random.default_rng(3)
+    A = np.stack([_psd_with_spectrum([3.0, 1.0, 0.2], s) for s in range(4)])
+    B = rng.standard_normal((4, 3, 2))
+    got = _linalg.solve_psd_batched(torch.from_numpy(A), torch.from_numpy(B), "A", "fix").numpy()
+    for b in range(4):
+        np.testing.assert_allclose(got[b], scipy.linalg.solve(A[b], B[b], assume_a="pos"), rtol=0, atol=1e-13)
+    T = np.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 1.0]])      # indefinite, nonsingular
+    x = _linalg.solve_checked(torch.from_numpy(T), torch.ones(3, dtype=F64), "T", "fix").numpy()
+    np.testing.assert_allclose(x, scipy.linalg.solve(T, np.ones(3)), rtol=0, atol=1e-14)

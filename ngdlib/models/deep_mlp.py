@@ -170,7 +170,12 @@ class DeepMLP(nn.Module):
         return sum(self.layer_sizes())
 
     def check_inputs(self, X: torch.Tensor) -> torch.Tensor:
-        """Shape, finiteness, dtype and device of X against the model."""
+        """Shape, finiteness, dtype and device of X against the model.
+
+        Raises:
+            ValueError: if X is not a finite float matrix with d columns, or its dtype or device differs from the
+                model's.
+        """
         check_data(X, self.d)
         if X.dtype != self.dtype:
             raise ValueError(f"X has dtype {X.dtype} but the model is {self.dtype}; convert one of them")
@@ -189,6 +194,10 @@ class DeepMLP(nn.Module):
         """Outputs (N,) with the given parameter blocks (a pure function of ``blocks``: usable with torch.func).
 
         The blocks are checked by shape only (they may be torch.func-wrapped); X fully unless it is wrapped too.
+
+        Raises:
+            ValueError: if ``blocks`` is not a list of L tensors shaped like the layer blocks, or X is not a finite
+                float matrix with d columns on the blocks' dtype and device.
         """
         blocks = list(blocks) if isinstance(blocks, (list, tuple, nn.ParameterList)) else blocks
         if not isinstance(blocks, list) or len(blocks) != self.L:
@@ -278,6 +287,10 @@ class DeepMLP(nn.Module):
         """:math:`J^\\top c` as L blocks: :math:`D_l^\\top \\mathrm{diag}(c_l) A_{l-1}`.
 
         ``c`` is one vector (N,) used for every layer, or a list of L vectors (one per layer block).
+
+        Raises:
+            ValueError: if ``c`` is neither one vector nor a list of L vectors of length N (on the model's dtype and
+                device), or J^T c is not finite.
         """
         s = self.signals(X) if sig is None else sig
         cs = c if isinstance(c, (list, tuple)) else [c] * self.L
@@ -297,7 +310,12 @@ class DeepMLP(nn.Module):
                              f"{MAX_DENSE_PARAMS}; use the N x N (dual) kernels instead")
 
     def layer_jacobian(self, X: torch.Tensor, l: int, sig=None) -> torch.Tensor:
-        """Dense Jacobian block :math:`J_l` (N x ``|P_l|``), layer ``l`` in 1..L, from the signals (small sizes)."""
+        """Dense Jacobian block :math:`J_l` (N x ``|P_l|``), layer ``l`` in 1..L, from the signals (small sizes).
+
+        Raises:
+            ValueError: for bad inputs, a layer index l outside 1..L, or more parameters than the dense references
+                allow.
+        """
         if sig is None:
             self.check_inputs(X)
         self._guard_dense(X.shape[0])
@@ -314,7 +332,11 @@ class DeepMLP(nn.Module):
 
     def unit_jacobian(self, X: torch.Tensor, l: int, i: int, sig=None) -> torch.Tensor:
         """Jacobian of unit ``i`` of layer ``l`` (its row of :math:`P_l`):
-        :math:`\\mathrm{diag}(\\delta_{l,i}) A_{l-1}`."""
+        :math:`\\mathrm{diag}(\\delta_{l,i}) A_{l-1}`.
+
+        Raises:
+            ValueError: for a layer index l outside 1..L or a unit index i outside the layer's width.
+        """
         if not (isinstance(l, int) and not isinstance(l, bool) and 1 <= l <= self.L):
             raise ValueError(f"layer index l must be an int in 1..L = {self.L}, got {l!r}")
         if not (isinstance(i, int) and not isinstance(i, bool) and 0 <= i < self.widths[l]):
@@ -332,14 +354,19 @@ class DeepMLP(nn.Module):
         return torch.cat([j.reshape(X.shape[0], -1) for j in jac], dim=1)
 
     # ------------------------------------------------------------------ updates
-    def apply_step(self, V, lr: float) -> None:
-        """In place: :math:`P_l \\leftarrow P_l - \\mathrm{lr}\\, V_l` for every layer (``lr`` any finite real: a
-        negative one steps back)."""
+    def apply_step(self, V, eta: float) -> None:
+        """In place: :math:`P_l \\leftarrow P_l - \\eta\\, V_l` for every layer (``eta`` any finite real: a
+        negative one steps back).
+
+        Raises:
+            ValueError: if V is not L blocks shaped like the layer blocks (finite, on the model's dtype and device),
+                or eta is not a finite real.
+        """
         V = self._check_direction(V)
-        lr = check_number("lr (the step size)", lr)
+        eta = check_number("eta (the step size)", eta)
         with torch.no_grad():
             for p, v in zip(self.blocks, V):
-                p.sub_(lr * v)
+                p.sub_(eta * v)
 
     def get_blocks(self) -> list:
         """Detached copies of the parameter blocks."""
