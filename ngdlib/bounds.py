@@ -233,6 +233,10 @@ def condition3_width(radius: float, nu: float, lambda0: float, kappa: float) -> 
 
     With Condition 3's radius :math:`R = \frac{3(1 + \kappa)\|y - u(0)\|}{2\sqrt{\lambda_0}}` the width grows like
     :math:`(1 + \kappa)^8`; at :math:`\kappa = 1` it is Condition 2's :math:`6^7 R^2/(\pi\nu^2\lambda_0^3)`.
+
+    Raises:
+        ValueError: if the radius R, nu or lambda0 is not a positive finite number, or kappa = L/mu (the loss's
+            condition number) is not finite or is below 1.
     """
     radius, nu, lambda0 = check_positive("radius", radius), check_positive("nu", nu), check_positive("lambda0", lambda0)
     kappa = check_positive("kappa", kappa)

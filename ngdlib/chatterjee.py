@@ -355,6 +355,12 @@ def hessian_bound(net: FeedForward, theta0: torch.Tensor, X: torch.Tensor, y: to
         \\lambda \\rho \\big((|a_0|_\\infty + r)\\, c_2 \\rho + 1\\big)\\Big],
 
     :math:`A = |a_0| + r`, :math:`\\rho = \\max_i |x_i|`, :math:`c_2 = \\max|\\tanh''| = 4/(3\\sqrt3)`.
+
+    Raises:
+        ValueError: if a hypothesis of the derivation fails (the activation is not tanh, the net has more than one
+            hidden layer, or :math:`W_1 \\ne 0` at theta0), if theta0, X (n x d) and y (length n) are not finite
+            tensors of the net's shapes with one dtype and device, if r (the radius) is not positive, or if beta
+            overflows.
     """
     _tanh_only(net, "hessian_bound")
     if net.depth != 1:
@@ -386,6 +392,10 @@ def slope_floor(activation: str, zeta: float) -> float:
 
     >>> round(slope_floor("softplus", 0.0), 12)
     0.5
+
+    Raises:
+        ValueError: if activation is not one of ``FEEDFORWARD_ACTIVATIONS``, or zeta (the largest absolute
+            pre-activation) is negative or not finite.
     """
     if activation not in FEEDFORWARD_ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(FEEDFORWARD_ACTIVATIONS)}, got {activation!r}")
@@ -407,6 +417,11 @@ def full_kernel_at_zero(net: FeedForward, theta: torch.Tensor, X: torch.Tensor) 
     the same for every input when :math:`W_1 = 0` (:meth:`FeedForward.first_layer_backprop`). The blocks of
     :math:`W_2, \\dots, W_L` and a have identical rows, :math:`\\mathrm{vec}(e_l h_{l-1}^\\top)` and
     :math:`\\lambda h_L`; for tanh (:math:`\\sigma(0) = 0`) they vanish and :math:`\\kappa = 0`.
+
+    Raises:
+        ValueError: if net is not a ``FeedForward`` network, the identity's hypothesis :math:`W_1 = 0` fails at theta,
+            theta is not a finite vector of the net's parameters, X is not a finite n x d matrix of theta's dtype and
+            device, or :math:`J J^\\top` overflows.
     """
     if not isinstance(net, FeedForward):
         raise ValueError(f"net must be a FeedForward network, got {type(net).__name__}")
@@ -438,6 +453,12 @@ def alpha_lower_bound_shallow(net: FeedForward, theta0: torch.Tensor, X: torch.T
     In the ball :math:`|W_1|_F \\le r`, so every pre-activation has :math:`|z| \\le r\\rho`, and
     :math:`|a| \\ge |a_0| - r`; Schur's bound on :math:`(XX^\\top) \\odot (\\Delta\\Delta^\\top)` does the rest. For
     tanh it equals :func:`alpha_lower_bound` at L = 1. The start need not have zero output.
+
+    Raises:
+        ValueError: if a hypothesis of the derivation fails (net is not a ``FeedForward`` network with one hidden
+            layer, L = 1, or :math:`W_1 \\ne 0` at theta0), theta0 is not a finite vector of the net's parameters, X is
+            not a finite n x d matrix of theta0's dtype and device, r (the radius) is not positive, or the bound
+            overflows.
     """
     if not isinstance(net, FeedForward):
         raise ValueError(f"net must be a FeedForward network, got {type(net).__name__}")

@@ -477,7 +477,12 @@ __all__ += [
 
 def check_batched_layers(layers) -> list:
     """Check a batch of B deep linear networks: a non-empty list of finite 3-D float tensors ``W_j`` of shape
-    (B, d_j, d_{j-1}), same dtype, device and batch size B, with chaining shapes. Returns it as a list."""
+    (B, d_j, d_{j-1}), same dtype, device and batch size B, with chaining shapes. Returns it as a list.
+
+    Raises:
+        ValueError: if layers is not a non-empty list of finite float32 / float64 3-D tensors, the W_j differ in
+            dtype, device or batch size B, or their shapes do not chain (W_{j+1} must have d_j columns).
+    """
     if not isinstance(layers, (list, tuple)) or len(layers) == 0:
         raise ValueError("layers must be a non-empty list [W_1, ..., W_N] of 3-D tensors (W_j is B x d_j x d_{j-1}: "
                          "B networks at once)")
@@ -587,6 +592,11 @@ def train_gd_batched(layers, Phi, eta: float, steps: int, *, tol=0.0, diverge_fa
         tol: the loss at which a network counts as converged: a number >= 0 or a length-B tensor of them.
         diverge_factor: a network is stopped once its loss exceeds this factor times its start (> 0).
         track_balancedness: record the maximum balancedness over the run (costs one gap per layer pair per step).
+
+    Raises:
+        ValueError: if layers fails :func:`check_batched_layers`, Phi is not a finite d_N x d_0 or B x d_N x d_0
+            tensor of the layers' dtype and device, eta is not a positive finite number, steps is not an int >= 0,
+            tol is negative (or a tensor not of length B), or diverge_factor is not positive.
     """
     layers = check_batched_layers(layers)
     B = layers[0].shape[0]
@@ -670,6 +680,10 @@ def margin_probability(s: float, phi_norm: float, d0: int, kappa: float = 0.0) -
         phi_norm: :math:`\\|\\phi\\|`, the norm of the target row (> 0).
         d0: the input dimension (>= 1).
         kappa: the margin asked for, in units of s (>= 0; 0 gives P(c > 0)).
+
+    Raises:
+        ValueError: if s or phi_norm is not a positive finite number, d0 is not a positive int, kappa is negative or
+            not finite, or the probability is not finite.
     """
     from scipy.stats import ncx2
 
@@ -697,6 +711,10 @@ def arora_theorem1_iterations(loss0: float, eps: float, eta: float, c: float, N:
         eta: the step size (> 0; :math:`\\eta c^{2(N-1)/N} < 1`).
         c: the deficiency margin (> 0).
         N: the depth.
+
+    Raises:
+        ValueError: if loss0, eps, eta or the margin c is not a positive finite number, N is not a positive int, or
+            the step breaks Theorem 1's contraction, :math:`\\eta c^{2(N-1)/N} \\ge 1`.
     """
     loss0 = check_positive("loss0 (the initial loss)", loss0)
     eps = check_positive("eps (the target loss)", eps)
@@ -722,6 +740,10 @@ def gaussian_gap_second_moment(d_prev: int, d_mid: int, d_next: int, std: float)
         d_mid: d_j, the rows of W_j and columns of W_{j+1}.
         d_next: d_{j+1}, the rows of W_{j+1}.
         std: the entries' standard deviation (> 0).
+
+    Raises:
+        ValueError: if a width d_prev, d_mid or d_next is not a positive int, std is not a positive finite number,
+            or the moment overflows.
     """
     for name, v in (("d_prev", d_prev), ("d_mid", d_mid), ("d_next", d_next)):
         if not (isinstance(v, int) and not isinstance(v, bool) and v >= 1):

@@ -54,6 +54,10 @@ def load_digits_4_9(n_per_class: int | None = None, seed: int = 0, dtype: torch.
 
     Returns:
         ``(X, labels)``: X is n x 64, labels is a length-n int64 tensor with 0 for a "4" and 1 for a "9".
+
+    Raises:
+        ValueError: if n_per_class is neither ``None`` nor an int in [1, 180] (each class must supply it: there are
+            181 fours but only 180 nines).
     """
     from sklearn.datasets import load_digits
 
@@ -80,7 +84,11 @@ def load_digits_4_9(n_per_class: int | None = None, seed: int = 0, dtype: torch.
 
 
 def figure1_targets(labels: torch.Tensor, seed: int = 0, noise: float = 0.3, dtype: torch.dtype = torch.float64):
-    r"""Figure 1's targets: one-hot(label) - 0.5 + noise * N(0, I) in :math:`\mathbb R^2` (n x 2)."""
+    r"""Figure 1's targets: one-hot(label) - 0.5 + noise * N(0, I) in :math:`\mathbb R^2` (n x 2).
+
+    Raises:
+        ValueError: if labels is not a 1-D tensor of class indices.
+    """
     if labels.ndim != 1:
         raise ValueError(f"labels must be a 1-D tensor of class indices, got shape {tuple(labels.shape)}")
     onehot = torch.nn.functional.one_hot(labels.cpu(), 2).to(torch.float64)
@@ -123,7 +131,12 @@ def jvp_flat(model: nn.Module, X: torch.Tensor, v: torch.Tensor, theta: torch.Te
 
 
 def vjp_flat(model: nn.Module, X: torch.Tensor, w: torch.Tensor, theta: torch.Tensor | None = None) -> torch.Tensor:
-    r"""Reverse mode: :math:`J^\top w` (one entry per parameter) for ``w`` shaped like the outputs."""
+    r"""Reverse mode: :math:`J^\top w` (one entry per parameter) for ``w`` shaped like the outputs.
+
+    Raises:
+        ValueError: if theta is not a finite float vector with one entry per parameter of the model, or w does not
+            have the shape of the outputs.
+    """
     theta = flat_params(model) if theta is None else theta
     out, pullback = vjp(lambda t: outputs_at(model, X, t), theta)
     if w.shape != out.shape:
@@ -171,6 +184,10 @@ def cg_ngd_direction(model: nn.Module, X: torch.Tensor, r: torch.Tensor, iters: 
 
     Returns:
         A :class:`CGResult`.
+
+    Raises:
+        ValueError: if X is not a finite float matrix, r is not a finite float tensor of the outputs' shape, or iters
+            is not a positive int.
     """
     check_data(X)
     check_tensor("r", r)

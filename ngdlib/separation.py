@@ -46,7 +46,12 @@ def _check_n_d(n, d, n_min: int = 2, d_min: int = 2) -> None:
 def separation(X: torch.Tensor, *, antipodal: bool = True) -> float:
     r""":math:`\min_{i \ne j} \min(\|x_i - x_j\|, \|x_i + x_j\|)` over the rows of X (unit rows; ``ValueError``
     otherwise). ``antipodal=False`` drops the :math:`\|x_i + x_j\|` term (the paper's :math:`\delta`-separability).
-    Needs at least two rows."""
+    Needs at least two rows.
+
+    Raises:
+        ValueError: if X is not a finite float matrix, a row is not unit-norm (Assumption 1's first half), or X has
+            fewer than two rows.
+    """
     check_data(X)
     check_unit_rows(X)
     if X.shape[0] < 2:
@@ -83,7 +88,12 @@ def cap_data(n: int, d: int, delta: float, seed: int = 0, dtype: torch.dtype = t
     r"""n unit inputs crowded into a small cap: :math:`x_i = (e + s z_i)/\|e + s z_i\|` with :math:`z_i` uniform on
     the unit sphere of the tangent space at a random pole e, and the scale s chosen (by bisection) so that
     :func:`separation` is ``delta`` (to 1e-12 relative). Every pair is then within a few ``delta`` of every other:
-    the opposite of :func:`close_pair_data`, where one pair is close and the rest are spread."""
+    the opposite of :func:`close_pair_data`, where one pair is close and the rest are spread.
+
+    Raises:
+        ValueError: if n is not an int >= 2 or d not an int >= 3, delta is not in (0, sqrt 2], or the bisection
+            cannot reach separation delta (at most the separation of the n random tangent directions).
+    """
     _check_n_d(n, d, d_min=3)
     delta = _check_delta(delta)
     g = torch.Generator().manual_seed(seed)
@@ -126,7 +136,12 @@ def pair_upper_bound(delta: float) -> float:
 
 def oymak_soltanolkotabi_bound(delta: float, n: int) -> float:
     r"""Oymak & Soltanolkotabi's lower bound :math:`\lambda_0 \ge \delta/(100 n^2)` for :math:`\delta`-separated unit
-    inputs, **as recalled** (their Theorem I.1 / its corollary is not available here; chapter Z-SEP tests it)."""
+    inputs, **as recalled** (their Theorem I.1 / its corollary is not available here; chapter Z-SEP tests it).
+
+    Raises:
+        ValueError: if delta is not in (0, sqrt 2] (a distance between two unit inputs at most 90 degrees apart), or
+            n is not an int >= 2.
+    """
     delta = _check_delta(delta)
     if not (isinstance(n, int) and not isinstance(n, bool) and n >= 2):
         raise ValueError(f"n must be an integer >= 2, got {n!r}")

@@ -435,8 +435,12 @@ def condition3_radius(model, X: torch.Tensor, y: torch.Tensor, kappa: float, *,
     :math:`R_3 = \frac{3(1 + \kappa)\|y - u(0)\|_2}{2\sqrt{\lambda_{\min}(G(0))}}`.
 
     :math:`\kappa = L/\mu \ge 1` is the condition number of the loss. At :math:`\kappa = 1` this is Condition 2's
-    radius (:func:`condition2_radius`), and in general :math:`(1 + \kappa)/2` times that radius (computed so). Raises
-    ``ValueError`` (Condition 1) when :math:`G(0)` is singular.
+    radius (:func:`condition2_radius`), and in general :math:`(1 + \kappa)/2` times that radius (computed so).
+
+    Raises:
+        ValueError: if kappa = L/mu is not a finite number >= 1 (a condition number); naming Condition 1 when
+            :math:`G(0)` is singular (no finite radius exists), or Assumption 1 (unless ``check_assumption1`` is
+            False); or when X and y do not fit the model (as :func:`condition2_radius`).
     """
     if not (isinstance(kappa, (int, float)) and not isinstance(kappa, bool) and math.isfinite(kappa) and kappa >= 1):
         raise ValueError(f"kappa = L/mu must be a finite number >= 1 (a condition number), got {kappa!r}")

@@ -71,7 +71,11 @@ def _int8_counts(device) -> bool:
 
 
 def _check_counts(counts) -> str:
-    """Check the ``counts`` argument against :data:`COUNTS`."""
+    """Check the ``counts`` argument against :data:`COUNTS`.
+
+    Raises:
+        ValueError: if counts is not one of the names in :data:`COUNTS`.
+    """
     if not isinstance(counts, str) or counts not in COUNTS:
         raise ValueError(f"counts must be one of {', '.join(map(repr, COUNTS))} (how the exact activation counts "
                          f"S01 S01^T are computed), got {counts!r}")
@@ -81,7 +85,9 @@ def _check_counts(counts) -> str:
 def resolve_counts(counts, device, n: int) -> str:
     """The count path that ``counts`` selects for n inputs on ``device`` (``"auto"`` resolved; see :data:`COUNTS`).
 
-    Raises ``ValueError`` for an unknown name, or for ``"int8"`` where ``torch._int_mm`` fails its probe.
+    Raises:
+        ValueError: if counts is not one of the names in :data:`COUNTS`, or is ``"int8"`` where ``torch._int_mm``
+            (int8 x int8 -> int32) fails its exactness probe on ``device``.
     """
     _check_counts(counts)
     device = torch.device(device)
@@ -196,7 +202,11 @@ def _accumulate(acc: torch.Tensor, Z: torch.Tensor, blocks) -> None:
 
 # ------------------------------------------------------------------ hot-path helpers (blocked over the width)
 def unit_slices(model, n: int, chunk: int | None, device=None, temp_bytes: int = 0, cap: int | None = None):
-    """Blocks of hidden units: ``chunk`` units each if given, else :func:`_block_units` for this device."""
+    """Blocks of hidden units: ``chunk`` units each if given, else :func:`_block_units` for this device.
+
+    Raises:
+        ValueError: if chunk is neither ``None`` nor a positive int (hidden units per block).
+    """
     if chunk is None:
         dev = torch.device(device) if device is not None else model.W.device
         chunk = _block_units(n, model.m, temp_bytes, _device_budget(dev, scratch_bytes(model, dev)))

@@ -78,7 +78,12 @@ class FeedForward:
         return out
 
     def flatten(self, params) -> torch.Tensor:
-        """Inverse of :meth:`unflatten`."""
+        """Inverse of :meth:`unflatten`.
+
+        Raises:
+            ValueError: if params are not finite float tensors of the shapes ``self.shapes`` ([W_1, ..., W_L, a])
+                with one dtype and device.
+        """
         params = list(params)
         for i, p in enumerate(params):
             check_tensor(f"params[{i}]", p)
@@ -92,7 +97,12 @@ class FeedForward:
                       dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
         """Chatterjee's kind of start: :math:`W_1 = 0`; hidden weights :math:`W_l` (l >= 2) with i.i.d. entries
         uniform on [hidden_low, hidden_high] divided by :math:`\\sqrt{m_{l-1}}` (positive); output weights
-        :math:`a = a_{norm} \\mathbf 1 / \\sqrt{m_L}` (positive, norm ``a_norm``). Large outputs come from ``scale``."""
+        :math:`a = a_{norm} \\mathbf 1 / \\sqrt{m_L}` (positive, norm ``a_norm``). Large outputs come from ``scale``.
+
+        Raises:
+            ValueError: if a_norm is not a positive finite number, hidden_low or hidden_high is negative or not
+                finite, hidden_low > hidden_high, dtype is not float32 / float64, or device is not available here.
+        """
         a_norm = check_positive("a_norm (the norm of the output weights)", a_norm)
         hidden_low = check_positive("hidden_low (the smallest hidden weight, times sqrt(m))", hidden_low, allow_zero=True)
         hidden_high = check_positive("hidden_high (the largest hidden weight, times sqrt(m))", hidden_high, allow_zero=True)

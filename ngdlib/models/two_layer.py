@@ -77,7 +77,12 @@ class TwoLayerReLU(nn.Module):
 
     # ------------------------------------------------------------------ checks
     def check_inputs(self, X: torch.Tensor) -> torch.Tensor:
-        """Shape, finiteness, dtype and device of X against the model (no Assumption 1 check)."""
+        """Shape, finiteness, dtype and device of X against the model (no Assumption 1 check).
+
+        Raises:
+            ValueError: if X is not a finite float matrix with d columns (the model's input dimension), or its dtype
+                or device differs from the model's.
+        """
         check_data(X, self.d)
         if X.dtype != self.W.dtype:
             raise ValueError(f"X has dtype {X.dtype} but the model is {self.W.dtype}; convert one of them")
@@ -115,7 +120,12 @@ class TwoLayerReLU(nn.Module):
                                    _k.pattern_and_gram(self, X, chunk, keep_pattern=False, counts=counts)[1])
 
     def jvp(self, X: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
-        """:math:`J\\,\\mathrm{vec}(D)` (n,) for a direction D shaped like W (m x d), without forming J."""
+        """:math:`J\\,\\mathrm{vec}(D)` (n,) for a direction D shaped like W (m x d), without forming J.
+
+        Raises:
+            ValueError: if D is not a finite m x d matrix (the shape of W) or X is not a finite n x d matrix, each of
+                the model's dtype and device, or :math:`J\\,\\mathrm{vec}(D)` overflows.
+        """
         check_tensor("D", D, ndim=2)
         if D.shape != self.W.shape:
             raise ValueError(f"D must have the shape of W, {tuple(self.W.shape)}, got {tuple(D.shape)}")
@@ -136,7 +146,10 @@ class TwoLayerReLU(nn.Module):
     def jacobian(self, X: torch.Tensor) -> torch.Tensor:
         """The dense n x (m d) Jacobian with row-stacked w (a reference for small sizes only).
 
-        Raises ``ValueError`` above :data:`MAX_DENSE_ENTRIES` entries: the fast paths never need it.
+        Raises:
+            ValueError: if the Jacobian would have more than :data:`MAX_DENSE_ENTRIES` entries n m d (it is a
+                reference: the fast paths never need it), or X is not a finite n x d matrix of the model's dtype and
+                device.
         """
         n = X.shape[0] if isinstance(X, torch.Tensor) and X.ndim == 2 else 0
         if n * self.m * self.d > MAX_DENSE_ENTRIES:
