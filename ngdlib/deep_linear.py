@@ -465,7 +465,6 @@ def flow_rate(c: float, N: int) -> float:
 # ----------------------------------------------------------------------------------------------------------------
 __all__ += [
     "BatchedRun",
-    "check_batched_layers",
     "balanced_init_batched",
     "balancedness_batched",
     "train_gd_batched",
@@ -473,34 +472,6 @@ __all__ += [
     "arora_theorem1_iterations",
     "gaussian_gap_second_moment",
 ]
-
-
-def check_batched_layers(layers) -> list:
-    """Check a batch of B deep linear networks: a non-empty list of finite 3-D float tensors ``W_j`` of shape
-    (B, d_j, d_{j-1}), same dtype, device and batch size B, with chaining shapes. Returns it as a list.
-
-    Raises:
-        ValueError: if layers is not a non-empty list of finite float32 / float64 3-D tensors, the W_j differ in
-            dtype, device or batch size B, or their shapes do not chain (W_{j+1} must have d_j columns).
-    """
-    if not isinstance(layers, (list, tuple)) or len(layers) == 0:
-        raise ValueError("layers must be a non-empty list [W_1, ..., W_N] of 3-D tensors (W_j is B x d_j x d_{j-1}: "
-                         "B networks at once)")
-    layers = list(layers)
-    for j, W in enumerate(layers, start=1):
-        check_tensor(f"W_{j}", W, ndim=3)
-    dt, dev, B = layers[0].dtype, layers[0].device, layers[0].shape[0]
-    for j, W in enumerate(layers, start=1):
-        if W.dtype != dt or W.device != dev:
-            raise ValueError(f"W_{j} has dtype {W.dtype} on {W.device}, W_1 has {dt} on {dev}; they must match")
-        if W.shape[0] != B:
-            raise ValueError(f"W_{j} holds {W.shape[0]} networks, W_1 holds {B}: the batch sizes must match")
-    for j in range(1, len(layers)):
-        if layers[j].shape[2] != layers[j - 1].shape[1]:
-            raise ValueError(
-                f"layer shapes do not chain: W_{j + 1} is {tuple(layers[j].shape[1:])} per network but W_{j} is "
-                f"{tuple(layers[j - 1].shape[1:])}; W_{j + 1} must have d_{j} = {layers[j - 1].shape[1]} columns")
-    return layers
 
 
 def balanced_init_batched(A: torch.Tensor, hidden_dims) -> list:
@@ -544,7 +515,7 @@ def _batched_balancedness(layers) -> torch.Tensor:
 def balancedness_batched(layers) -> torch.Tensor:
     """:func:`balancedness` of each of B networks: a length-B tensor of
     :math:`\\max_j \\|W_{j+1}^\\top W_{j+1} - W_j W_j^\\top\\|_F` (0 for depth 1)."""
-    layers = check_batched_layers(layers)
+    layers = check_layers(layers, batched=True)
     return check_finite_result("the balancedness", _batched_balancedness(layers))
 
 
@@ -585,7 +556,7 @@ def train_gd_batched(layers, Phi, eta: float, steps: int, *, tol=0.0, diverge_fa
     diverged. The loop ends after ``steps`` steps or once every network has hit its tolerance or diverged.
 
     Args:
-        layers: B networks, W_j of shape (B, d_j, d_{j-1}) (:func:`check_batched_layers`).
+        layers: B networks, W_j of shape (B, d_j, d_{j-1}) (``check_layers(layers, batched=True)``).
         Phi: the target, d_N x d_0 (shared) or B x d_N x d_0 (one per network).
         eta: the step size (> 0).
         steps: the maximum number of steps (>= 0).
@@ -594,11 +565,11 @@ def train_gd_batched(layers, Phi, eta: float, steps: int, *, tol=0.0, diverge_fa
         track_balancedness: record the maximum balancedness over the run (costs one gap per layer pair per step).
 
     Raises:
-        ValueError: if layers fails :func:`check_batched_layers`, Phi is not a finite d_N x d_0 or B x d_N x d_0
+        ValueError: if layers fails ``check_layers(layers, batched=True)``, Phi is not a finite d_N x d_0 or B x d_N x d_0
             tensor of the layers' dtype and device, eta is not a positive finite number, steps is not an int >= 0,
             tol is negative (or a tensor not of length B), or diverge_factor is not positive.
     """
-    layers = check_batched_layers(layers)
+    layers = check_layers(layers, batched=True)
     B = layers[0].shape[0]
     if isinstance(Phi, torch.Tensor) and Phi.ndim == 2:
         _check_phi(Phi, [W[0] for W in layers])

@@ -19,28 +19,41 @@ from ..device import generator
 __all__ = ["check_layers", "dims", "end_to_end", "gaussian_init"]
 
 
-def check_layers(layers) -> list:
-    """Check a deep linear network: a non-empty list of finite 2-D float tensors, same dtype and device, with
-    chaining shapes ``layers[j].shape[1] == layers[j-1].shape[0]`` (W_j is d_j x d_{j-1}). Returns it as a list.
+def check_layers(layers, *, batched: bool = False) -> list:
+    """Check a deep linear network: a non-empty list of finite float tensors ``W_j`` of shape (d_j, d_{j-1}), same
+    dtype and device, with chaining shapes (W_{j+1} has d_j columns). Returns it as a list.
+
+    With ``batched=True``, B networks at once: every W_j is (B, d_j, d_{j-1}) with the same batch size B.
+
+    Args:
+        layers: [W_1, ..., W_N].
+        batched: the W_j carry a leading batch dimension.
 
     Raises:
-        ValueError: if layers is not a non-empty list of finite 2-D float tensors of one dtype and device whose
-            shapes chain.
+        ValueError: if layers is not a non-empty list of finite float32 / float64 tensors with 2 dimensions (3 when
+            batched), the W_j differ in dtype, device or batch size B, or their shapes do not chain.
     """
+    nd = 3 if batched else 2
     if not isinstance(layers, (list, tuple)) or len(layers) == 0:
-        raise ValueError("layers must be a non-empty list [W_1, ..., W_N] of 2-D tensors (W_j is d_j x d_{j-1})")
+        what = "3-D tensors (W_j is B x d_j x d_{j-1}: B networks at once)" if batched else \
+            "2-D tensors (W_j is d_j x d_{j-1})"
+        raise ValueError(f"layers must be a non-empty list [W_1, ..., W_N] of {what}")
     layers = list(layers)
     for j, W in enumerate(layers, start=1):
-        check_tensor(f"W_{j}", W, ndim=2)
+        check_tensor(f"W_{j}", W, ndim=nd)
     dt, dev = layers[0].dtype, layers[0].device
     for j, W in enumerate(layers, start=1):
         if W.dtype != dt or W.device != dev:
             raise ValueError(f"W_{j} has dtype {W.dtype} on {W.device}, W_1 has {dt} on {dev}; they must match")
+        if batched and W.shape[0] != layers[0].shape[0]:
+            raise ValueError(f"W_{j} holds {W.shape[0]} networks, W_1 holds {layers[0].shape[0]}: the batch sizes "
+                             "must match")
     for j in range(1, len(layers)):
-        if layers[j].shape[1] != layers[j - 1].shape[0]:
+        if layers[j].shape[-1] != layers[j - 1].shape[-2]:
+            per = " per network" if batched else ""
             raise ValueError(
-                f"layer shapes do not chain: W_{j + 1} is {tuple(layers[j].shape)} but W_{j} is "
-                f"{tuple(layers[j - 1].shape)}; W_{j + 1} must have d_{j} = {layers[j - 1].shape[0]} columns")
+                f"layer shapes do not chain: W_{j + 1} is {tuple(layers[j].shape[-2:])}{per} but W_{j} is "
+                f"{tuple(layers[j - 1].shape[-2:])}; W_{j + 1} must have d_{j} = {layers[j - 1].shape[-2]} columns")
     return layers
 
 
