@@ -1,7 +1,8 @@
 """The one training loop and the one history type that every trainer of ngdlib uses (ground floor: imports only torch).
 
 Every trainer (:func:`ngdlib.train.train`, :func:`ngdlib.approx_fisher.train_ngd`, :func:`ngdlib.losses.train_loss`,
-:func:`ngdlib.stability.trace_ngd`, :func:`ngdlib.deep_linear.train_gd`, :func:`ngdlib.chatterjee.gradient_descent`)
+:func:`ngdlib.stability.trace_ngd`, :func:`ngdlib.deep_linear.train_gd`, :func:`ngdlib.deep_linear.train_gd_batched`,
+:func:`ngdlib.chatterjee.gradient_descent`, :func:`ngdlib.joint.train_joint_ngd`)
 is a thin face on :func:`run_loop`: it says what to observe at an iterate and how to take a step; the loop owns the
 iteration count, the early stop, the divergence rule and the :class:`History`.
 

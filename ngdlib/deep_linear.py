@@ -533,6 +533,9 @@ class BatchedRun:
         max_balancedness: per network, the maximum over the recorded iterates of the balancedness (NaN when not
             tracked).
         steps: the number of steps taken (the loop stops once every network has hit its tolerance or diverged).
+        history: the :class:`~ngdlib.train.History` of the shared loop (:func:`ngdlib._history.run_loop`): per
+            iterate, ``running`` (the monitored series: networks neither converged nor diverged) and ``max_loss``
+            (the largest loss among the networks not diverged).
     """
 
     eta: float
@@ -542,6 +545,7 @@ class BatchedRun:
     diverged: torch.Tensor
     max_balancedness: torch.Tensor
     steps: int
+    history: History | None = None
 
 
 def train_gd_batched(layers, Phi, eta: float, steps: int, *, tol=0.0, diverge_factor: float = 1e6,
@@ -553,7 +557,9 @@ def train_gd_batched(layers, Phi, eta: float, steps: int, *, tol=0.0, diverge_fa
     Returns ``(layers, run)``: the final layers (new tensors) and a :class:`BatchedRun`. Network b records the first
     step at which :math:`\\ell \\le` ``tol`` (a number or a length-B tensor) and keeps iterating (it is not frozen);
     a network whose loss becomes non-finite or exceeds ``diverge_factor`` times its start is frozen and marked
-    diverged. The loop ends after ``steps`` steps or once every network has hit its tolerance or diverged.
+    diverged. The loop ends after ``steps`` steps or once every network has hit its tolerance or diverged. It is the
+    library's one loop (:func:`ngdlib._history.run_loop`) monitoring the number of networks still running (stop at
+    0); the divergence rule is applied per network (freeze and flag) instead of to the whole batch.
 
     Args:
         layers: B networks, W_j of shape (B, d_j, d_{j-1}) (``check_layers(layers, batched=True)``).
@@ -600,38 +606,48 @@ def train_gd_batched(layers, Phi, eta: float, steps: int, *, tol=0.0, diverge_fa
     max_bal = torch.full((B,), float("nan"), **kw)
     if track_balancedness:
         max_bal = _batched_balancedness(layers)
-    loss0 = loss_last = None
-    t = 0
-    for t in range(steps + 1):
-        P = [layers[0]]
-        for W in layers[1:]:
+    st = {"layers": layers, "P": None, "E": None, "loss0": None, "loss": None, "hit": hit, "diverged": diverged,
+          "max_bal": max_bal}
+
+    def observe(t):
+        P = [st["layers"][0]]
+        for W in st["layers"][1:]:
             P.append(W @ P[-1])
         E = P[-1] - Phi
         lt = 0.5 * (E ** 2).sum(dim=(1, 2))
-        if loss0 is None:
-            loss0 = lt.clone()
-            loss_last = lt.clone()
-        bad = ~torch.isfinite(lt) | (lt > diverge_factor * loss0.clamp_min(1e-300))
-        diverged |= bad
-        active = ~diverged
-        loss_last = torch.where(active, lt, loss_last)
-        newly = active & (hit < 0) & (lt <= tol)
-        hit = torch.where(newly, torch.full_like(hit, t), hit)
-        if t == steps or bool(((hit >= 0) | diverged).all()):
-            break
+        if st["loss0"] is None:
+            st["loss0"], st["loss"] = lt.clone(), lt.clone()
+        st["diverged"] = st["diverged"] | ~torch.isfinite(lt) | (lt > diverge_factor * st["loss0"].clamp_min(1e-300))
+        active = ~st["diverged"]
+        st["loss"] = torch.where(active, lt, st["loss"])
+        newly = active & (st["hit"] < 0) & (lt <= tol)
+        st["hit"] = torch.where(newly, torch.full_like(st["hit"], t), st["hit"])
+        st["P"], st["E"] = P, E
+        running = int((~((st["hit"] >= 0) | st["diverged"])).sum())
+        max_loss = float(st["loss"][active].max()) if bool(active.any()) else float("nan")
+        return running, {"max_loss": max_loss}
+
+    def advance(t):
         # gradients G_k = (W_N ... W_{k+2})^T E (W_k ... W_1)^T, by a backward sweep of the suffix products
-        S = E
+        P, S, Ws = st["P"], st["E"], st["layers"]
         grads = [None] * N
         for k in range(N - 1, -1, -1):
             grads[k] = S @ P[k - 1].transpose(1, 2) if k > 0 else S
             if k > 0:
-                S = layers[k].transpose(1, 2) @ S
+                S = Ws[k].transpose(1, 2) @ S
+        active = ~st["diverged"]
         keep = active[:, None, None]
-        layers = [torch.where(keep, W - eta * g, W) for W, g in zip(layers, grads)]
+        st["layers"] = [torch.where(keep, W - eta * g, W) for W, g in zip(Ws, grads)]
         if track_balancedness:
-            max_bal = torch.where(active, torch.maximum(max_bal, _batched_balancedness(layers)), max_bal)
-    return layers, BatchedRun(eta=eta, loss0=loss0, loss=loss_last, hit=hit, diverged=diverged,
-                              max_balancedness=max_bal, steps=t)
+            st["max_bal"] = torch.where(active, torch.maximum(st["max_bal"], _batched_balancedness(st["layers"])),
+                                        st["max_bal"])
+        return None
+
+    hist = History(method="gd-batched", eta=eta, series={"running": [], "max_loss": []})
+    run_loop(hist, observe, advance, steps, tol=0.0, diverge_factor=math.inf, monitor="running")
+    return st["layers"], BatchedRun(eta=eta, loss0=st["loss0"], loss=st["loss"], hit=st["hit"],
+                                    diverged=st["diverged"], max_balancedness=st["max_bal"], steps=hist.steps,
+                                    history=hist)
 
 
 def margin_probability(s: float, phi_norm: float, d0: int, kappa: float = 0.0) -> float:
