@@ -790,18 +790,20 @@ def ntk_test_prediction(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, X_test
 
 def train_ngd(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, variant: str, eta: float, steps: int, *,
               X_test: torch.Tensor | None = None, rho: float = 0.0, singular: str = "raise",
-              diverge_factor: float = 1e6) -> History:
+              diverge_factor: float = 1e6, tol: float = 0.0) -> History:
     """Run ``steps`` steps :math:`\\theta \\leftarrow \\theta - \\eta\\, (G + \\rho I)^+ \\nabla\\mathcal L` in
     place (the real, nonlinear network) and return its :class:`~ngdlib.train.History`.
 
     Recorded series, per iterate (index 0 = start): ``residual_norm`` :math:`\\|f - y\\|` (monitored), ``loss``
     :math:`\\mathcal L = \\|f - y\\|^2 / (2N)`, ``f_train`` (the outputs on X) and, with ``X_test``, ``f_test``.
     The run stops by the divergence rule of :mod:`ngdlib.train` (``history.diverged``) once :math:`\\|f - y\\|`
-    exceeds ``diverge_factor`` times its start or becomes non-finite.
+    exceeds ``diverge_factor`` times its start or becomes non-finite, and early (``"tolerance reached"``) once
+    :math:`\|f - y\| \le` ``tol``; ``history.steps`` is then the number of steps that reaching it took.
 
     Raises:
         ValueError: for a bad model, inputs, targets, variant, damping or ``singular``; a step size that is not a
-            positive finite number; a negative step count; or a singular Gram block (``singular="raise"``).
+            positive finite number; a negative step count or tolerance; or a singular Gram block
+            (``singular="raise"``).
     """
     _validate(model, X, X_test)
     fv = _variant(variant)
@@ -810,6 +812,7 @@ def train_ngd(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, variant: str, et
     check_vector("y", y, X.shape[0], "one target per training input")
     check_same_dtype_device("y", y, "X", X)
     check_number("diverge_factor", diverge_factor, low=0.0, low_open=True, allow_inf=True)
+    tol = check_number("tol (the residual norm to stop at)", tol, low=0.0)
     eta = check_number("eta (the step size)", eta, low=0.0, low_open=True)
     if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0):
         raise ValueError(f"steps must be a non-negative int, got {steps!r}")
@@ -832,7 +835,7 @@ def train_ngd(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, variant: str, et
         model.apply_step(V, eta)
 
     with torch.no_grad():
-        run_loop(run, observe, advance, steps, diverge_factor=diverge_factor, monitor="residual_norm")
+        run_loop(run, observe, advance, steps, tol=tol, diverge_factor=diverge_factor, monitor="residual_norm")
     return run
 
 

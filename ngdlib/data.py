@@ -21,7 +21,8 @@ from ._checks import check_data, check_device, check_dtype, check_int, check_num
 from ._linalg import check_full_column_rank
 from .device import generator
 
-__all__ = ["sphere", "sphere_teacher", "teacher", "forster", "whitened_data", "WhitenedData"]
+__all__ = ["sphere", "sphere_teacher", "teacher", "shared_direction_sphere", "forster", "whitened_data",
+           "WhitenedData"]
 
 
 def sphere(n: int, d: int, seed: int = 0, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
@@ -109,6 +110,54 @@ def teacher(X: torch.Tensor, seed: int = 0, frequency: float = 2.0) -> torch.Ten
     frequency = check_positive("frequency (of the teacher sin(frequency u^T x))", frequency)
     u = torch.randn(X.shape[1], generator=generator(seed + 2), dtype=torch.float64).to(dtype=X.dtype, device=X.device)
     return torch.sin(frequency * X @ u)
+
+
+def shared_direction_sphere(n: int, d: int, share: float, seed: int = 0, *, frequency: float = 2.0,
+                            dtype: torch.dtype = torch.float64, device=None):
+    r"""Unit inputs that share one direction with weight ``share``, and the teacher :math:`y = \sin(\omega\, v^\top x)`.
+
+    :math:`x_i \propto \sqrt{1 - s}\, z_i / \|z_i\| + \sqrt{s}\, u / \|u\|` (then normalised), with
+    :math:`z_i, u, v \sim N(0, I_d)` drawn in that order, in float64 on the CPU, from one stream seeded ``seed``.
+    The share s in [0, 1) tunes the conditioning of every Gram and kernel of the inputs: s = 0 gives ``sphere``-like
+    independent inputs, s -> 1 makes them nearly parallel (the condition number of the NTK grows without bound).
+    The data set of the K-GD chapter (gradient descent against kappa).
+
+    Args:
+        n: number of inputs.
+        d: input dimension.
+        share: the weight s of the shared direction, in [0, 1).
+        seed: the seed of the one stream.
+        frequency: :math:`\omega > 0`.
+        dtype: float32 or float64 (draws are made in float64 and rounded).
+        device: device of the returned tensors (default CPU).
+
+    Returns:
+        ``(X, y)``: n x d unit inputs and n targets.
+
+    Raises:
+        ValueError: if n or d is not a positive int, share is not in [0, 1), ``frequency`` is not a positive finite
+            number, or the dtype or device is not one ngdlib computes on.
+
+    >>> X, y = shared_direction_sphere(4, 3, 0.5, seed=0)
+    >>> X.shape, bool(torch.allclose(X.norm(dim=1), torch.ones(4, dtype=torch.float64)))
+    (torch.Size([4, 3]), True)
+    """
+    check_int("n", n, 1)
+    check_int("d", d, 1)
+    share = check_number("share (the weight of the shared direction)", share, low=0.0, high=1.0)
+    if share == 1.0:
+        raise ValueError("share must be < 1: with share = 1 every input is the shared direction (all parallel)")
+    frequency = check_positive("frequency (of the teacher sin(frequency v^T x))", frequency)
+    check_dtype(dtype)
+    check_device(device)
+    g = generator(seed)
+    Z = torch.randn(n, d, generator=g, dtype=torch.float64)
+    u = torch.randn(d, generator=g, dtype=torch.float64)
+    v = torch.randn(d, generator=g, dtype=torch.float64)
+    X = math.sqrt(1 - share) * Z / Z.norm(dim=1, keepdim=True) + math.sqrt(share) * u / u.norm()
+    X = X / X.norm(dim=1, keepdim=True)
+    y = torch.sin(frequency * X @ v)
+    return X.to(dtype=dtype, device=device), y.to(dtype=dtype, device=device)
 
 
 @dataclass

@@ -119,3 +119,21 @@ def test_whitened_data_loss_identity():
     assert math.isclose(dl.data_loss(layers, w.X, w.Y), dl.loss(layers, w.Phi) + w.offset,
                         rel_tol=1e-12, abs_tol=1e-13)
     assert data.whitened_data(50, 4, 2, seed=3).Phi.equal(data.whitened_data(50, 4, 2, seed=3).Phi)
+
+
+def test_shared_direction_sphere_from_its_definition():
+    # the definition written out independently: one float64 stream, z_i, u, v in that order
+    import math
+    g = torch.Generator().manual_seed(11)
+    Z = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    u = torch.randn(5, generator=g, dtype=torch.float64)
+    v = torch.randn(5, generator=g, dtype=torch.float64)
+    for share in (0.0, 0.3, 0.9):
+        X0 = math.sqrt(1 - share) * Z / Z.norm(dim=1, keepdim=True) + math.sqrt(share) * u / u.norm()
+        X0 = X0 / X0.norm(dim=1, keepdim=True)
+        X, y = ngdlib.data.shared_direction_sphere(6, 5, share, 11)
+        assert torch.allclose(X, X0, rtol=0, atol=1e-15) and torch.allclose(y, torch.sin(2 * X0 @ v), rtol=0, atol=1e-15)
+    # a larger share makes the inputs more nearly parallel: the smallest eigenvalue of X X^T falls
+    ev = [float(torch.linalg.eigvalsh((lambda X: X @ X.T)(ngdlib.data.shared_direction_sphere(4, 8, s, 0)[0]))[0])
+          for s in (0.0, 0.5, 0.9)]
+    assert ev[0] > ev[1] > ev[2] > 0
