@@ -798,7 +798,7 @@ def train_ngd(model: DeepMLP, X: torch.Tensor, y: torch.Tensor, variant: str, et
     :math:`\\mathcal L = \\|f - y\\|^2 / (2N)`, ``f_train`` (the outputs on X) and, with ``X_test``, ``f_test``.
     The run stops by the divergence rule of :mod:`ngdlib.train` (``history.diverged``) once :math:`\\|f - y\\|`
     exceeds ``diverge_factor`` times its start or becomes non-finite, and early (``"tolerance reached"``) once
-    :math:`\|f - y\| \le` ``tol``; ``history.steps`` is then the number of steps that reaching it took.
+    :math:`\\|f - y\\| \\le` ``tol``; ``history.steps`` is then the number of steps that reaching it took.
 
     Raises:
         ValueError: for a bad model, inputs, targets, variant, damping or ``singular``; a step size that is not a
