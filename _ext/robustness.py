@@ -9,6 +9,12 @@ per cell: notebook, seed, status, the claims the notebook recorded with their sl
 3. one figure: per recorded claim, the slack of every passing seed as a dot (log scale), so that the spread over
    seeds and the distance from the failure threshold are seen at once.
 
+**Versions.** Each row names the content hashes of the notebook and the library it ran (``notebook_sha``,
+``library_sha``). The pass rates count, per notebook and seed, one row that ran the notebook *as it is now* (the one
+that also ran the current library when there is one, else the last in the table); rows that ran an earlier version of
+the notebook are not counted in the rates but reported beside them ("earlier versions"), because a check that was
+fixed after failing must not look robust by its old passes, nor fragile by its old failures.
+
 The figure is drawn with matplotlib (Agg) into ``_build/robustness/`` and referenced as an image, so Sphinx copies it
 into the HTML like any other figure. Strictness: an unreadable table, or a check without a ``check-<ID>`` label (the
 link would not resolve under ``-n``), fails the build.
@@ -48,6 +54,31 @@ def _ranges(seeds) -> str:
         else:
             parts.append([x, x])
     return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in parts)
+
+
+def split_versions(rows, root: Path):
+    """``(current, earlier, current_library)``: one row per (notebook, scale, device, seed) among the rows whose
+    ``notebook_sha`` is the notebook's present content (preferring a row that ran the present library, else the
+    last); the rows of earlier notebook versions; and how many current rows ran the present library."""
+    from ngdlib.sweep import library_hash
+
+    lib = library_hash(root)[:16]
+    shas = {}
+    current, earlier = {}, []
+    for r in rows:
+        nb = r["notebook"]
+        if nb not in shas:
+            f = root / nb
+            shas[nb] = hashlib.sha256(f.read_bytes()).hexdigest()[:16] if f.exists() else None
+        if r.get("notebook_sha") != shas[nb]:
+            earlier.append(r)
+            continue
+        cell = (nb, r["scale"], r["device"], r["seed"])
+        old = current.get(cell)
+        if old is None or r.get("library_sha") == lib or old.get("library_sha") != lib:
+            current[cell] = r
+    cur = list(current.values())
+    return cur, earlier, sum(r.get("library_sha") == lib for r in cur)
 
 
 def _grid(rows) -> str:
@@ -117,18 +148,28 @@ class SeedSweep(SphinxDirective):
         except (OSError, ValueError) as e:
             logger.warning(f"seed-sweep: cannot read the sweep table {rel}: {e}", location=self.get_location())
             return []
+        all_rows = rows
+        rows, earlier, on_lib = split_versions(all_rows, Path(self.env.srcdir))
+        if not rows:
+            logger.warning(f"seed-sweep: no row of {rel} ran a notebook as it is now", location=self.get_location())
+            return []
         s = summarise(rows)
+        old = summarise(earlier) if earlier else {"checks": {}}
         envs = [r["environment"] for r in rows if r.get("environment")]
         e = envs[0] if envs else {}
         walls = sorted(r["wall_s"] for r in rows if r.get("wall_s") is not None)
         out = [_para(nodes.Text(
-            f"{s['cells']} cells, {s['passed']} passed: {_grid(rows)}. Run with torch {e.get('torch')}, numpy {e.get('numpy')}, Python {e.get('python')}, "
+            f"{s['cells']} cells ran the notebooks as they are now, {s['passed']} passed: {_grid(rows)}. "
+            f"{on_lib} of them ran the present library, {s['cells'] - on_lib} an earlier one (same notebook). "
+            f"{len(earlier)} further rows ran earlier versions of some notebooks (not counted in the rates; see the "
+            f"last column). Run with torch {e.get('torch')}, numpy {e.get('numpy')}, Python {e.get('python')}, "
             f"{'GPU ' + e['cuda'] if e.get('cuda') else 'CPU'} ({e.get('threads')} thread per notebook); "
             f"wall time per cell: median {walls[len(walls) // 2]:.1f} s, summed over the cells {sum(walls) / 60:.0f} min."))]
 
         table, tbody = _table(["dashboard", "seed-sweep"], [
             ("Check", 12), ("Claims recorded", 12), ("Passed", 10), ("Pass rate (95% interval)", 16),
-            ("Failing seeds", 14), ("Slack over passing seeds: median [min, max] (what it is)", 36)])
+            ("Failing seeds", 12), ("Slack over passing seeds: median [min, max] (what it is)", 30),
+            ("Earlier versions: passed (failing seeds)", 8)])
         for c in s["checks"].values():
             row = nodes.row()
             label = f"check-{c['check']}".lower()
@@ -151,6 +192,10 @@ class SeedSweep(SphinxDirective):
                 else:
                     parts.append(f"{cid}: no slack recorded")
             row += _cell(_para(nodes.Text("; ".join(parts) or "–")))
+            o = old["checks"].get(c["check"])
+            row += _cell(_para(nodes.Text(
+                "–" if o is None else f"{o['passed']}/{o['cells']}"
+                + (f" ({', '.join(map(str, o['failed_seeds']))})" if o["failed_seeds"] else ""))))
             tbody += row
 
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
