@@ -39,7 +39,7 @@ import torch
 
 from ._history import History, run_loop
 from ._checks import check_int, check_positive, check_probability, check_tensor, check_vector
-from ._linalg import psd_eigh
+from ._linalg import max_trusted_cond, psd_eigh
 from .curvature import validate
 from .device import generator
 
@@ -409,7 +409,7 @@ def trace_ngd(model, X: torch.Tensor, y: torch.Tensor, eta: float = 1.0, steps: 
         def advance(k):
             u, W, P, evals, evecs = (state[key] for key in ("u", "W", "P", "evals", "evecs"))
             lmin, lmax = float(evals[0]), float(evals[-1])
-            if not (lmin > 0 and lmax / lmin < 1e-2 / torch.finfo(X.dtype).eps):
+            if not (lmin > 0 and lmax / lmin < max_trusted_cond(X.dtype)):
                 return f"G(k) singular at iterate {k} (Condition 1 lost)"
             v = direction(u, y)
             z = evecs @ ((evecs.T @ v) / evals)
