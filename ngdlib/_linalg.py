@@ -58,6 +58,7 @@ __all__ = [
     "solve_psd",
     "solve_psd_cholesky",
     "solve_psd_batched",
+    "solve_shifted_psd_batched",
     "solve_checked",
     "check_full_column_rank",
 ]
@@ -419,6 +420,36 @@ def solve_psd_batched(A: torch.Tensor, B: torch.Tensor, what: str, remedy: str, 
     rhs = B if B.ndim == 3 else B[..., None]
     Z = evecs @ ((evecs.transpose(-1, -2) @ rhs) / evals[..., None])
     return Z if B.ndim == 3 else Z[..., 0]
+
+
+def solve_shifted_psd_batched(A: torch.Tensor, shift: float, B: torch.Tensor, what: str = "A"):
+    r"""Solve :math:`(A_b + s I) Z_b = B_b` for a batch of positive semi-definite :math:`A_b` and a shift
+    :math:`s > 0` (the damping of a damped natural-gradient step), through one batched eigen-decomposition of A.
+
+    Eigenvalues of :math:`A_b` below 0 are round-off of a PSD matrix and are set to 0, so every divisor is
+    :math:`\lambda_i^+ + s \ge s > 0`. There is no refusal: :math:`A + sI` is positive definite by construction, and
+    the accuracy (relative error about :math:`arepsilon\,\lambda_{\max}/s` in the directions of the smallest
+    eigenvalues) is set by the shift, which the caller chooses: a damping is not a hypothesis that can fail.
+
+    Args:
+        A: a (b, n, n) batch of symmetric positive semi-definite matrices.
+        shift: the shift s > 0.
+        B: right-hand sides, (b, n) or (b, n, k).
+        what: the name of A in error messages.
+
+    Raises:
+        ValueError: if A is not a finite float (b, n, n) tensor, B does not match its batch shape, or the shift is
+            not a positive finite number.
+    """
+    check_tensor(what, A, ndim=3)
+    shift = check_number("the shift (damping)", shift, low=0.0, low_open=True)
+    if A.shape[-1] != A.shape[-2] or B.shape[0] != A.shape[0] or B.shape[1] != A.shape[1] or B.ndim not in (2, 3):
+        raise ValueError(f"{what}: a batch of square matrices (b, n, n) and right-hand sides (b, n[, k]) are needed, "
+                         f"got {tuple(A.shape)} and {tuple(B.shape)}")
+    evals, evecs = torch.linalg.eigh((A + A.transpose(-1, -2)) / 2)
+    rhs = B if B.ndim == 3 else B[..., None]
+    Z = evecs @ ((evecs.transpose(-1, -2) @ rhs) / (evals.clamp_min(0) + shift)[..., None])
+    return check_finite_result(f"the solution of ({what} + shift I) Z = B", Z if B.ndim == 3 else Z[..., 0])
 
 
 def solve_checked(A: torch.Tensor, b: torch.Tensor, what: str, remedy: str, max_cond: float | None = None):

@@ -39,7 +39,7 @@ import torch
 from ._history import History, run_loop
 from ._checks import check_finite_result, check_number, check_same_dtype_device, check_tensor, check_vector
 from ._linalg import (gram_factor_eigh, pinv, pinv_gram, pinv_gram_factor, psd_eigh, solve_checked, solve_psd,
-                      solve_psd_batched)
+                      solve_psd_batched, solve_shifted_psd_batched)
 from .models import DeepMLP, Signals
 from .kernels import relu_input_layer, relu_layer
 
@@ -620,9 +620,8 @@ def _unit_maps(model: DeepMLP, s: Signals, l: int, rho: float, singular: str):
     if rho > 0:
         Th = D.T[:, :, None] * K[None, :, :] * D.T[:, None, :]      # (M, N, N): Theta_{l,i}
         check_finite_result(f"the unit Gram matrices Theta_({l + 1},i)", Th)
-        Z = D.T[:, :, None] * solve_psd_batched(Th + rho * n * eye, eye.expand_as(Th),
-                                                f"damped unit-wise NGD, layer {l + 1}: Theta_(l,i) + rho N I "
-                                                "(positive definite for rho > 0)", "increase rho")
+        Z = D.T[:, :, None] * solve_shifted_psd_batched(Th, rho * n, eye.expand_as(Th),
+                                                        f"the unit Gram matrices Theta_({l + 1},i)")
         return ("batched", Z)
     K_ok = True
     try:
