@@ -635,7 +635,9 @@ def _unit_maps(model: DeepMLP, s: Signals, l: int, rho: float, singular: str):
         if bool(mask.all()):
             return ("shared", (evecs / evals) @ evecs.T, 1.0 / D)
         m = mask.T.to(K.dtype)                                      # (M, N)
-        Kt = m[:, :, None] * K[None] * m[:, None, :] + torch.diag_embed(1 - m)
+        # off the support the system is decoupled (right-hand side 0, so z = 0 there); it is padded with the mean
+        # eigenvalue of K rather than 1, so that the padding does not worsen the condition number of K_SS
+        Kt = m[:, :, None] * K[None] * m[:, None, :] + torch.diag_embed(1 - m) * (torch.trace(K) / n)
         Dinv = torch.where(mask, 1.0 / torch.where(mask, D, torch.ones_like(D)), torch.zeros_like(D)).T
         Z = solve_psd_batched(Kt, torch.diag_embed(Dinv), f"unit-wise NGD, layer {l + 1}: the support blocks K_SS of "
                               "A A^T (positive definite with A A^T)", remedy)   # K_SS^{-1} diag(1/delta_S)
