@@ -485,13 +485,32 @@ def make_client(workers: int | None = None, scheduler: str | None = None):
     return Client(cluster), cluster
 
 
+def skipped_by(cells, rows) -> set:
+    """The keys of the ``cells`` that ``rows`` record as passed for the same notebook version: same notebook, seed,
+    scale and device, and the same ``notebook_sha`` (the library may differ).
+
+    >>> c = {"key": "k1", "notebook": "a.ipynb", "seed": 3, "scale": "ci", "device": "cpu", "notebook_sha": "s"}
+    >>> r = {"notebook": "a.ipynb", "seed": 3, "scale": "ci", "device": "cpu", "notebook_sha": "s", "status": "passed"}
+    >>> skipped_by([c], [r]), skipped_by([c], [dict(r, notebook_sha="t")]), skipped_by([c], [dict(r, status="failed")])
+    ({'k1'}, set(), set())
+    """
+    have = {(r["notebook"], r["seed"], r["scale"], r["device"], r.get("notebook_sha")) for r in rows
+            if r.get("status") == "passed"}
+    return {c["key"] for c in cells
+            if (c["notebook"], c["seed"], c["scale"], c["device"], c["notebook_sha"]) in have}
+
+
 def run_sweep(name: str, notebooks=None, seeds=(0,), scale: str = "ci", device: str = "cpu", workers=None,
               scheduler=None, out=None, root=None, retries: int = 2, timeout: float | None = 1800, client=None,
-              progress: bool = True, echo=print, parameters: dict | None = None) -> dict:
+              progress: bool = True, echo=print, parameters: dict | None = None, skip_rows=None) -> dict:
     """Run (or resume) a sweep; return ``{"todo", "ran", "rows", "summary", "out"}``.
 
     ``client``: an existing ``distributed.Client`` (the tests pass one); otherwise one is made by
     :func:`make_client` only when some cell is left to run, and closed at the end.
+
+    ``skip_rows``: rows of another table (e.g. the committed export, ``--skip-table``); a cell is not run when they
+    record it as passed for the same notebook version (same notebook, seed, scale, device and ``notebook_sha``,
+    whatever the library): :func:`skipped_by` says which. Failed cells are run again.
 
     Raises:
         ValueError: when the name is not a plain folder name or retries is negative (and as :func:`parse_seeds`,
@@ -509,7 +528,12 @@ def run_sweep(name: str, notebooks=None, seeds=(0,), scale: str = "ci", device: 
     keys = {c["key"] for c in cells}
     done = {k for k, r in latest_rows(load_results(table), keys).items() if r["status"] in DONE}
     todo = [c for c in cells if c["key"] not in done]
-    echo(f"sweep {name}: {len(cells)} cells ({len(cells) - len(todo)} already done, {len(todo)} to run) -> {out}")
+    skipped = skipped_by(todo, skip_rows or [])
+    todo = [c for c in todo if c["key"] not in skipped]
+    cells = [c for c in cells if c["key"] not in skipped]
+    keys = {c["key"] for c in cells}
+    echo(f"sweep {name}: {len(cells)} cells ({len(cells) - len(todo)} already done, {len(todo)} to run"
+         + (f"; {len(skipped)} passed in the skip table, not run" if skip_rows else "") + f") -> {out}")
     ran = 0
     t0 = time.perf_counter()
     if todo:
@@ -580,6 +604,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="output folder (default _build/sweeps/NAME)")
     ap.add_argument("--export", default=None, metavar="FILE",
                     help="also write the table (latest row per cell, sorted, no machine-specific fields) to FILE")
+    ap.add_argument("--skip-table", default=None, metavar="FILE",
+                    help="a table (JSON lines, e.g. the committed export): cells it records as passed for the same "
+                         "notebook version are not run")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
     extra = {}
@@ -593,7 +620,8 @@ def main(argv=None) -> int:
             extra[k] = v
     res = run_sweep(a.name, [s for s in a.notebooks.split(",") if s.strip()], parse_seeds(a.seeds), a.scale,
                     a.device, a.workers, a.scheduler, a.out, retries=a.retries, timeout=a.timeout,
-                    progress=not a.no_progress, parameters=extra)
+                    progress=not a.no_progress, parameters=extra,
+                    skip_rows=load_results(Path(a.skip_table)) if a.skip_table else None)
     if a.export:
         export(res["rows"], Path(a.export))
         print(f"table written to {a.export}")
