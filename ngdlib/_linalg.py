@@ -428,7 +428,7 @@ def solve_shifted_psd_batched(A: torch.Tensor, shift: float, B: torch.Tensor, wh
 
     Eigenvalues of :math:`A_b` below 0 are round-off of a PSD matrix and are set to 0, so every divisor is
     :math:`\lambda_i^+ + s \ge s > 0`. There is no refusal: :math:`A + sI` is positive definite by construction, and
-    the accuracy (relative error about :math:`arepsilon\,\lambda_{\max}/s` in the directions of the smallest
+    the accuracy (relative error about :math:`\varepsilon\,\lambda_{\max}/s` in the directions of the smallest
     eigenvalues) is set by the shift, which the caller chooses: a damping is not a hypothesis that can fail.
 
     Args:

@@ -533,7 +533,7 @@ class BatchedRun:
         max_balancedness: per network, the maximum over the recorded iterates of the balancedness (NaN when not
             tracked).
         steps: the number of steps taken (the loop stops once every network has hit its tolerance or diverged).
-        history: the :class:`~ngdlib.train.History` of the shared loop (:func:`ngdlib._history.run_loop`): per
+        history: the :class:`~ngdlib.train.History` of the shared loop (``ngdlib._history.run_loop``): per
             iterate, ``running`` (the monitored series: networks neither converged nor diverged) and ``max_loss``
             (the largest loss among the networks not diverged).
     """
@@ -558,7 +558,7 @@ def train_gd_batched(layers, Phi, eta: float, steps: int, *, tol=0.0, diverge_fa
     step at which :math:`\\ell \\le` ``tol`` (a number or a length-B tensor) and keeps iterating (it is not frozen);
     a network whose loss becomes non-finite or exceeds ``diverge_factor`` times its start is frozen and marked
     diverged. The loop ends after ``steps`` steps or once every network has hit its tolerance or diverged. It is the
-    library's one loop (:func:`ngdlib._history.run_loop`) monitoring the number of networks still running (stop at
+    library's one loop (``ngdlib._history.run_loop``) monitoring the number of networks still running (stop at
     0); the divergence rule is applied per network (freeze and flag) instead of to the whole batch.
 
     Args:
