@@ -34,8 +34,10 @@ import math
 
 import torch
 
+from . import reference
 from ._checks import check_positive, check_vector
 from .curvature import ngd_direction, validate
+from .stability import trace_ngd
 
 __all__ = [
     "LogCoshLoss",
@@ -208,8 +210,6 @@ def reference_curvature_direction(model, X: torch.Tensor, g: torch.Tensor, h: to
 
     For tiny sizes only (``ngdlib.reference.MAX_PARAMS``): it forms the (md) x (md) generalised Gauss-Newton matrix.
     """
-    from . import reference
-
     _check_curvature(h, X.shape[0])
     J = reference.jacobian(model, X)
     GGN = J.T @ (h[:, None] * J)
@@ -253,8 +253,6 @@ def train_loss(model, X: torch.Tensor, y: torch.Tensor, loss, eta: float, steps:
         ValueError: for an unknown variant, a loss without ``grad`` / ``curvature`` / ``minimiser``, a non-positive
             curvature (Remark 2), or any input :func:`ngdlib.stability.trace_ngd` refuses.
     """
-    from .stability import trace_ngd
-
     if variant not in _VARIANTS:
         raise ValueError(f"variant must be one of {_VARIANTS}, got {variant!r}")
     for name in ("grad", "curvature", "minimiser"):
