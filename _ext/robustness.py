@@ -10,10 +10,12 @@ per cell: notebook, seed, status, the claims the notebook recorded with their sl
    seeds and the distance from the failure threshold are seen at once.
 
 **Versions.** Each row names the content hashes of the notebook and the library it ran (``notebook_sha``,
-``library_sha``). The pass rates count, per notebook and seed, one row that ran the notebook *as it is now* (the one
-that also ran the current library when there is one, else the last in the table); rows that ran an earlier version of
-the notebook are not counted in the rates but reported beside them ("earlier versions"), because a check that was
-fixed after failing must not look robust by its old passes, nor fragile by its old failures.
+``library_sha``) and, for rows of the fourth sweep on, of its code cells alone (``code_sha``: a prose edit does not
+change what a notebook asserts). The pass rates count, per notebook and seed, one row that ran the notebook's code *as
+it is now* (the one that also ran the current library when there is one, else the last in the table); rows that ran
+an earlier version of the notebook are not counted in the rates but reported beside them ("earlier versions"),
+because a check that was fixed after failing must not look robust by its old passes, nor fragile by its old
+failures.
 
 The figure is drawn with matplotlib (Agg) into ``_build/robustness/`` and referenced as an image, so Sphinx copies it
 into the HTML like any other figure. Strictness: an unreadable table, or a check without a ``check-<ID>`` label (the
@@ -57,10 +59,11 @@ def _ranges(seeds) -> str:
 
 
 def split_versions(rows, root: Path):
-    """``(current, earlier, current_library)``: one row per (notebook, scale, device, seed) among the rows whose
-    ``notebook_sha`` is the notebook's present content (preferring a row that ran the present library, else the
-    last); the rows of earlier notebook versions; and how many current rows ran the present library."""
-    from ngdlib.sweep import library_hash
+    """``(current, earlier, current_library)``: one row per (notebook, scale, device, seed) among the rows that ran
+    the notebook's present code (same ``code_sha``, the hash of its code cells, when the row has one; else the same
+    ``notebook_sha``, the whole file), preferring a row that ran the present library, else the last; the rows of
+    earlier notebook versions; and how many current rows ran the present library."""
+    from ngdlib.sweep import code_hash, library_hash
 
     lib = library_hash(root)[:16]
     shas = {}
@@ -69,8 +72,9 @@ def split_versions(rows, root: Path):
         nb = r["notebook"]
         if nb not in shas:
             f = root / nb
-            shas[nb] = hashlib.sha256(f.read_bytes()).hexdigest()[:16] if f.exists() else None
-        if r.get("notebook_sha") != shas[nb]:
+            shas[nb] = (hashlib.sha256(f.read_bytes()).hexdigest()[:16], code_hash(f)) if f.exists() else (None, None)
+        same_file, same_code = r.get("notebook_sha") == shas[nb][0], r.get("code_sha") == shas[nb][1]
+        if not (same_file or (r.get("code_sha") and same_code)):
             earlier.append(r)
             continue
         cell = (nb, r["scale"], r["device"], r["seed"])

@@ -165,6 +165,29 @@ def parameter_names(nb_path: Path) -> set[str]:
     return names
 
 
+def code_hash(nb) -> str:
+    """sha256 (first 16 hex digits) of a notebook's code: the sources of its code cells, in order, without the cell
+    papermill injects (tagged ``injected-parameters``). Markdown and outputs do not enter: a prose edit cannot change
+    what a notebook asserts, so it must not make a sweep's evidence look stale (the robustness page compares it).
+
+    Args:
+        nb: a notebook path, or a notebook as a dict (nbformat JSON).
+
+    >>> code_hash({"cells": [{"cell_type": "markdown", "source": "x"}, {"cell_type": "code", "source": "1 + 1",
+    ...                                                                  "metadata": {}}]})
+    '4e2273679c3383d7'
+    """
+    if not isinstance(nb, dict):
+        nb = json.loads(Path(nb).read_text())
+    h = hashlib.sha256()
+    for c in nb.get("cells", []):
+        if c.get("cell_type") != "code" or "injected-parameters" in c.get("metadata", {}).get("tags", []):
+            continue
+        src = c.get("source", "")
+        h.update(("".join(src) if isinstance(src, list) else src).encode() + b"\0")
+    return h.hexdigest()[:16]
+
+
 def library_hash(root: Path) -> str:
     """sha256 over the library's source: every ``ngdlib/**/*.py`` (relative path and bytes, in sorted order) except
     this runner itself, which executes notebooks but computes nothing in them."""
@@ -216,6 +239,7 @@ def plan(root: Path, notebooks: list[Path], seeds: list[int], scale: str = "ci",
         rel = nb.relative_to(root).as_posix() if nb.is_relative_to(root) else nb.as_posix()
         text = nb.read_bytes()
         names = parameter_names(nb)
+        code = code_hash(nb)
         stem = nb.stem
         fixed = {**_scale_parameters(stem, names, scale),
                  **{k: v for k, v in (extra or {}).items() if k in names}}
@@ -229,7 +253,7 @@ def plan(root: Path, notebooks: list[Path], seeds: list[int], scale: str = "ci",
             cells.append({"key": key, "notebook": rel, "path": str(nb), "check": _check_id(text.decode()) or stem,
                           "seed": seed, "scale": scale, "device": device, "parameters": params,
                           "name": cell_name(rel, seed, scale, device), "notebook_sha": ident["notebook"][:16],
-                          "library_sha": lib[:16]})
+                          "code_sha": code, "library_sha": lib[:16]})
     # seed-major: a sweep stopped early has whole seeds done (every notebook), not whole notebooks
     return sorted(cells, key=lambda c: (c["seed"], c["notebook"]))
 
@@ -319,7 +343,7 @@ def run_cell(spec: dict, out: str, timeout: float | None = 1800) -> dict:
         "retried": attempt > 1, "lost_attempts": [json.loads((marks / e).read_text()) for e in earlier],
         "worker": worker, "host": host, "pid": pid, "started": started.isoformat(timespec="seconds"),
         "records": recs, "environment": env_info, "executed_notebook": output.relative_to(out).as_posix(),
-        "notebook_sha": spec["notebook_sha"], "library_sha": spec["library_sha"],
+        "notebook_sha": spec["notebook_sha"], "code_sha": spec.get("code_sha"), "library_sha": spec["library_sha"],
     }
 
 
@@ -452,7 +476,7 @@ def _median(xs):
 
 
 EXPORT_FIELDS = ("notebook", "check", "seed", "scale", "device", "parameters", "status", "message", "wall_s",
-                 "attempt", "records", "environment", "notebook_sha", "library_sha", "key")
+                 "attempt", "records", "environment", "notebook_sha", "code_sha", "library_sha", "key")
 
 
 def export(rows: dict, path: Path) -> None:
@@ -487,17 +511,20 @@ def make_client(workers: int | None = None, scheduler: str | None = None):
 
 def skipped_by(cells, rows) -> set:
     """The keys of the ``cells`` that ``rows`` record as passed for the same notebook version: same notebook, seed,
-    scale and device, and the same ``notebook_sha`` (the library may differ).
+    scale and device, and the same ``notebook_sha`` or the same ``code_sha`` (:func:`code_hash`: only the code
+    cells; the library may differ).
 
     >>> c = {"key": "k1", "notebook": "a.ipynb", "seed": 3, "scale": "ci", "device": "cpu", "notebook_sha": "s"}
     >>> r = {"notebook": "a.ipynb", "seed": 3, "scale": "ci", "device": "cpu", "notebook_sha": "s", "status": "passed"}
     >>> skipped_by([c], [r]), skipped_by([c], [dict(r, notebook_sha="t")]), skipped_by([c], [dict(r, status="failed")])
     ({'k1'}, set(), set())
     """
-    have = {(r["notebook"], r["seed"], r["scale"], r["device"], r.get("notebook_sha")) for r in rows
-            if r.get("status") == "passed"}
+    passed = [r for r in rows if r.get("status") == "passed"]
+    have = {(r["notebook"], r["seed"], r["scale"], r["device"], r.get("notebook_sha")) for r in passed}
+    have_code = {(r["notebook"], r["seed"], r["scale"], r["device"], r["code_sha"]) for r in passed if r.get("code_sha")}
     return {c["key"] for c in cells
-            if (c["notebook"], c["seed"], c["scale"], c["device"], c["notebook_sha"]) in have}
+            if (c["notebook"], c["seed"], c["scale"], c["device"], c["notebook_sha"]) in have
+            or (c["notebook"], c["seed"], c["scale"], c["device"], c.get("code_sha")) in have_code}
 
 
 def run_sweep(name: str, notebooks=None, seeds=(0,), scale: str = "ci", device: str = "cpu", workers=None,
@@ -509,7 +536,7 @@ def run_sweep(name: str, notebooks=None, seeds=(0,), scale: str = "ci", device: 
     :func:`make_client` only when some cell is left to run, and closed at the end.
 
     ``skip_rows``: rows of another table (e.g. the committed export, ``--skip-table``); a cell is not run when they
-    record it as passed for the same notebook version (same notebook, seed, scale, device and ``notebook_sha``,
+    record it as passed for the same notebook version (same notebook, seed, scale, device and notebook or code hash,
     whatever the library): :func:`skipped_by` says which. Failed cells are run again.
 
     Raises:

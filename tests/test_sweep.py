@@ -131,3 +131,20 @@ def test_grid_helpers():
     assert sweep.wilson(0, 0) == (0.0, 1.0)
     lo, hi = sweep.wilson(7, 10)
     assert lo < 0.7 < hi
+
+
+def test_code_hash_sees_code_only():
+    from ngdlib.sweep import code_hash
+
+    nb = {"cells": [{"cell_type": "markdown", "source": ["# Title\n"], "metadata": {}},
+                    {"cell_type": "code", "source": ["SEED = 0\n"], "metadata": {"tags": ["parameters"]}},
+                    {"cell_type": "code", "source": ["assert SEED >= 0\n"], "metadata": {}}]}
+    h = code_hash(nb)
+    prose = json.loads(json.dumps(nb))
+    prose["cells"][0]["source"] = ["# Another title\n"]
+    injected = json.loads(json.dumps(nb))
+    injected["cells"].insert(2, {"cell_type": "code", "source": ["SEED = 7\n"],
+                                 "metadata": {"tags": ["injected-parameters"]}})
+    code = json.loads(json.dumps(nb))
+    code["cells"][2]["source"] = ["assert SEED >= 1\n"]
+    assert code_hash(prose) == h == code_hash(injected) and code_hash(code) != h
