@@ -155,6 +155,59 @@ def test_hessian_bound_dominates_autograd_hessian():
         assert float(torch.linalg.matrix_norm(H, ord=2)) <= beta
 
 
+def test_hessian_bound_within_its_derived_factor_of_the_hessian_one_input():
+    """Tightness: with one input, at theta* (W_1 = 0, |a| = |a_0| + r = A) the autograd Hessian norm is at least
+    2 lambda^2 A^2 |x|^2 (Rayleigh quotient along grad u; tanh''(0) = 0 kills the W_1-W_1 block), and beta exceeds that
+    by 1 + (lambda A |x| r + |y|)((|a_0|_inf + r) c_2 |x| + 1)/(lambda |x| A^2) < 2 here: a beta too small by 2 fails."""
+    X = _unit_rows(1, 6, 7)
+    y = torch.tensor([0.5], dtype=F64)
+    net = ch.FeedForward(6, [5], "tanh", scale=20.0)
+    theta0 = net.positive_init(seed=1)
+    r = 0.3
+    beta = ch.hessian_bound(net, theta0, X, y, r)
+    a0 = net.unflatten(theta0)[-1]
+    A = float(a0.norm()) + r
+    theta_star = net.flatten([torch.zeros(5, 6, dtype=F64), a0 * A / float(a0.norm())])
+    H = float(torch.linalg.matrix_norm(torch.func.hessian(net.loss_fn(X, y))(theta_star), ord=2))
+    lower = 2 * 20.0 ** 2 * A ** 2
+    assert H >= lower * (1 - 1e-10)
+    assert beta >= H and beta / lower < 2
+
+
+def test_alpha_lower_bound_nearly_attained_one_neuron_one_input():
+    """Tightness: m = n = 1, a_0 = 20, r = 1 (zeta = 1): at w = r x/|x|, a = a_0 the autograd ratio is exactly
+    S = (a_0/(a_0 - r))^2 + tanh^2(1) cosh^4(1)/(a_0 - r)^2 = 1.117 times the bound, so a bound with sech^2 (2.38 times
+    larger) exceeds a ratio taken in the ball."""
+    x = _unit_rows(1, 5, 8)
+    net = ch.FeedForward(5, [1], "tanh", scale=1.0)
+    theta0 = net.flatten([torch.zeros(1, 5, dtype=F64), torch.tensor([20.0], dtype=F64)])
+    lb = ch.alpha_lower_bound(net, theta0, x, 1.0)
+    point = net.flatten([x, torch.tensor([20.0], dtype=F64)])
+    ratio = float(ch.grad_ratio(net.loss_fn(x, torch.tensor([-1.0], dtype=F64)), point))
+    S = (20 / 19) ** 2 + math.tanh(1.0) ** 2 * math.cosh(1.0) ** 4 / 19 ** 2
+    assert lb <= ratio <= S * lb * (1 + 1e-12)
+
+
+def test_gd_path_bound_attained_up_to_theta_least_squares():
+    """Tightness: for f(x) = (a.x - b)^2, alpha = 4|a|^2 and beta = 2|a|^2 exactly, GD moves on a line and its path
+    after K steps is |b|/|a| (1 - (1 - eta beta)^K) = 2 sqrt(f0/alpha)(1 - ...): path / bound = theta (1 - ...)."""
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(7, generator=g, dtype=F64)
+    b = 1.3
+    f = lambda x: (a @ x - b) ** 2  # noqa: E731
+    x0 = torch.zeros(7, dtype=F64)
+    alpha, beta = 4 * float(a @ a), 2 * float(a @ a)
+    for eta in (0.5 / beta, 0.1 / beta):
+        theta = 1 - eta * beta / 2
+        cert = ch.gd_certificate(b * b, 10.0, alpha, beta, eta)
+        _, h = ch.gradient_descent(f, x0, eta, 400, keep_path=True)
+        path = float(torch.linalg.vector_norm(h.xs[1:] - h.xs[:-1], dim=1).sum())
+        done = 1 - (1 - eta * beta) ** h.steps
+        assert cert["holds"]
+        assert math.isclose(path, b / float(a.norm()) * done, rel_tol=1e-12)
+        assert math.isclose(cert["path_bound"], path / (theta * done), rel_tol=1e-12)
+
+
 def test_gradient_descent_divergence_stops_and_flags():
     """The one divergence rule (ngdlib.train): a diverging step size stops the run with diverged = True and records
     only finite iterates; it does not raise."""

@@ -105,6 +105,23 @@ def test_certified_one_step_factor_holds(variant):
         assert e[k + 1] <= f * e[k] + 1e-12
 
 
+def test_certified_one_step_factor_attained_with_one_input():
+    """Tightness: with n = 1 a Gauss-Newton step of the ReLU network can only switch neurons off, so the output moves
+    by -eta (1 - c_k) g and ||e(k+1)|| = (|1 - eta phi| + eta c_k phi) ||e(k)|| exactly when eta phi <= 1."""
+    X = ngdlib.sphere(1, 6, seed=0)
+    net = ngdlib.TwoLayerReLU(6, 300, seed=2)
+    with torch.no_grad():
+        y = net(X) + 3.0
+    loss = losses.LogCoshLoss(1.0, 4.0, "flat")
+    lr = 1 / (loss.mu + loss.L)
+    tr = losses.train_loss(net, X, y, loss, lr, 40, keep_outputs=True)
+    e = tr.tensor("residual_norm")
+    assert max(tr.step_constant[:tr.steps]) > 1e-3          # some steps are nonlinear
+    for k in range(tr.steps):
+        f = losses.one_step_factor(loss, tr.outputs[k], y, lr, tr.step_constant[k])
+        assert abs(float(e[k + 1]) - f * float(e[k])) <= 1e-12
+
+
 def test_ridge_loss_converges_to_its_minimiser_not_y():
     X = ngdlib.sphere(8, 4, seed=0)
     y = torch.randn(8, dtype=F64, generator=torch.Generator().manual_seed(1))
