@@ -2,7 +2,8 @@
 
 :func:`train` runs NGD, K-FAC or GD on :class:`~ngdlib.models.TwoLayerReLU`. Every trainer of the library (this one,
 :func:`ngdlib.approx_fisher.train_ngd`, :func:`ngdlib.losses.train_loss`, :func:`ngdlib.stability.trace_ngd`,
-:func:`ngdlib.deep_linear.train_gd`, :func:`ngdlib.chatterjee.gradient_descent`) runs on one loop and returns one
+:func:`ngdlib.deep_linear.train_gd`, :func:`ngdlib.deep_linear.train_gd_batched`, :func:`ngdlib.chatterjee.gradient_descent`,
+:func:`ngdlib.joint.train_joint_ngd`) runs on one loop (``ngdlib._history.run_loop``) and returns one
 :class:`History`, with one divergence rule: a start that is not finite raises ``ValueError``; later, the run stops and
 sets ``history.diverged = True`` (reason in ``history.stop_reason``) once the monitored quantity is not finite or
 exceeds ``diverge_factor`` times its start, and never records the diverged iterate.
