@@ -164,7 +164,8 @@ class SeedSweep(SphinxDirective):
         walls = sorted(r["wall_s"] for r in rows if r.get("wall_s") is not None)
         out = [_para(nodes.Text(
             f"{s['cells']} cells ran the notebooks as they are now, {s['passed']} passed: {_grid(rows)}. "
-            f"{on_lib} of them ran the present library, {s['cells'] - on_lib} an earlier one (same notebook). "
+            f"{on_lib} of them ran the present library, {s['cells'] - on_lib} an earlier state of it (the library's "
+            f"hash covers every byte of ngdlib/, docstrings included). "
             f"{len(earlier)} further rows ran earlier versions of some notebooks (not counted in the rates; see the "
             f"last column). Run with torch {e.get('torch')}, numpy {e.get('numpy')}, Python {e.get('python')}, "
             f"{'GPU ' + e['cuda'] if e.get('cuda') else 'CPU'} ({e.get('threads')} thread per notebook); "
