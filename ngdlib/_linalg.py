@@ -382,6 +382,24 @@ def solve_psd_cholesky(A: torch.Tensor, b: torch.Tensor, what: str, remedy: str,
     return torch.cholesky_solve(b[:, None] if b.ndim == 1 else b, L).reshape(b.shape)
 
 
+def _check_batched_system(A: torch.Tensor, B: torch.Tensor, what: str) -> None:
+    """Check that A is a (b, n, n) batch of square matrices and B right-hand sides (b, n) or (b, n, k).
+
+    Raises:
+        ValueError: naming ``what`` when the shapes do not match.
+    """
+    if A.shape[-1] != A.shape[-2] or B.shape[0] != A.shape[0] or B.shape[1] != A.shape[1] or B.ndim not in (2, 3):
+        raise ValueError(f"{what}: a batch of square matrices (b, n, n) and right-hand sides (b, n[, k]) are needed, "
+                         f"got {tuple(A.shape)} and {tuple(B.shape)}")
+
+
+def _eigen_apply_inverse(evecs: torch.Tensor, divisors: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+    r""":math:`V \mathrm{diag}(1/d) V^\top B` per batch member, for right-hand sides (b, n) or (b, n, k)."""
+    rhs = B if B.ndim == 3 else B[..., None]
+    Z = evecs @ ((evecs.transpose(-1, -2) @ rhs) / divisors[..., None])
+    return Z if B.ndim == 3 else Z[..., 0]
+
+
 def solve_psd_batched(A: torch.Tensor, B: torch.Tensor, what: str, remedy: str, max_cond: float | None = None):
     r"""Solve :math:`A_b Z_b = B_b` for a batch of symmetric positive definite matrices (checked conditioning).
 
@@ -400,9 +418,7 @@ def solve_psd_batched(A: torch.Tensor, B: torch.Tensor, what: str, remedy: str, 
             definite or too ill-conditioned, or when A and B do not have matching batch shapes.
     """
     check_tensor(what, A, ndim=3)
-    if A.shape[-1] != A.shape[-2] or B.shape[0] != A.shape[0] or B.shape[1] != A.shape[1] or B.ndim not in (2, 3):
-        raise ValueError(f"{what}: a batch of square matrices (b, n, n) and right-hand sides (b, n[, k]) are needed, "
-                         f"got {tuple(A.shape)} and {tuple(B.shape)}")
+    _check_batched_system(A, B, what)
     limit = max_trusted_cond(A.dtype) if max_cond is None else max_cond
     try:
         evals, evecs = torch.linalg.eigh(A)
@@ -417,9 +433,7 @@ def solve_psd_batched(A: torch.Tensor, B: torch.Tensor, what: str, remedy: str, 
         raise ValueError(f"{what} (batch index {i}) is singular or too ill-conditioned to solve with in {A.dtype}: "
                          f"lambda_min = {lo:.3e}, lambda_max = {hi:.3e}, condition number {cond:.3e} >= "
                          f"{limit:.1e}; {remedy}")
-    rhs = B if B.ndim == 3 else B[..., None]
-    Z = evecs @ ((evecs.transpose(-1, -2) @ rhs) / evals[..., None])
-    return Z if B.ndim == 3 else Z[..., 0]
+    return _eigen_apply_inverse(evecs, evals, B)
 
 
 def solve_shifted_psd_batched(A: torch.Tensor, shift: float, B: torch.Tensor, what: str = "A"):
@@ -443,13 +457,10 @@ def solve_shifted_psd_batched(A: torch.Tensor, shift: float, B: torch.Tensor, wh
     """
     check_tensor(what, A, ndim=3)
     shift = check_number("the shift (damping)", shift, low=0.0, low_open=True)
-    if A.shape[-1] != A.shape[-2] or B.shape[0] != A.shape[0] or B.shape[1] != A.shape[1] or B.ndim not in (2, 3):
-        raise ValueError(f"{what}: a batch of square matrices (b, n, n) and right-hand sides (b, n[, k]) are needed, "
-                         f"got {tuple(A.shape)} and {tuple(B.shape)}")
+    _check_batched_system(A, B, what)
     evals, evecs = torch.linalg.eigh((A + A.transpose(-1, -2)) / 2)
-    rhs = B if B.ndim == 3 else B[..., None]
-    Z = evecs @ ((evecs.transpose(-1, -2) @ rhs) / (evals.clamp_min(0) + shift)[..., None])
-    return check_finite_result(f"the solution of ({what} + shift I) Z = B", Z if B.ndim == 3 else Z[..., 0])
+    return check_finite_result(f"the solution of ({what} + shift I) Z = B",
+                               _eigen_apply_inverse(evecs, evals.clamp_min(0) + shift, B))
 
 
 def solve_checked(A: torch.Tensor, b: torch.Tensor, what: str, remedy: str, max_cond: float | None = None):

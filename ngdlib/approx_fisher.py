@@ -618,8 +618,7 @@ def _unit_maps(model: DeepMLP, s: Signals, l: int, rho: float, singular: str):
     remedy = (f"unit-wise NGD: the layer-{l + 1} input Gram A A^T must be nonsingular, i.e. the layer input "
               f"dimension M_{l} (+1 with bias) = {A.shape[1]} must be >= N = {n}; pass singular='pinv' or rho > 0")
     if rho > 0:
-        Th = D.T[:, :, None] * K[None, :, :] * D.T[:, None, :]      # (M, N, N): Theta_{l,i}
-        check_finite_result(f"the unit Gram matrices Theta_({l + 1},i)", Th)
+        Th = D.T[:, :, None] * K[None, :, :] * D.T[:, None, :]      # (M, N, N): Theta_{l,i} (checked finite below)
         Z = D.T[:, :, None] * solve_shifted_psd_batched(Th, rho * n, eye.expand_as(Th),
                                                         f"the unit Gram matrices Theta_({l + 1},i)")
         return ("batched", Z)
