@@ -63,7 +63,7 @@ def split_versions(rows, root: Path):
     the notebook's present code (same ``code_sha``, the hash of its code cells, when the row has one; else the same
     ``notebook_sha``, the whole file), preferring a row that ran the present library, else the last; the rows of
     earlier notebook versions; and how many current rows ran the present library."""
-    from ngdlib.sweep import code_hash, library_hash
+    from ngdlib.sweep import code_hash, library_hash, same_version
 
     lib = library_hash(root)[:16]
     shas = {}
@@ -73,8 +73,7 @@ def split_versions(rows, root: Path):
         if nb not in shas:
             f = root / nb
             shas[nb] = (hashlib.sha256(f.read_bytes()).hexdigest()[:16], code_hash(f)) if f.exists() else (None, None)
-        same_file, same_code = r.get("notebook_sha") == shas[nb][0], r.get("code_sha") == shas[nb][1]
-        if not (same_file or (r.get("code_sha") and same_code)):
+        if not same_version(r, *shas[nb]):
             earlier.append(r)
             continue
         cell = (nb, r["scale"], r["device"], r["seed"])

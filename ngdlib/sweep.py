@@ -509,22 +509,33 @@ def make_client(workers: int | None = None, scheduler: str | None = None):
     return Client(cluster), cluster
 
 
+def same_version(row: dict, notebook_sha: str | None, code_sha: str | None) -> bool:
+    """Whether a result row ran this version of its notebook: the same ``notebook_sha`` (the whole file), or, when the
+    row has one, the same ``code_sha`` (:func:`code_hash`: only the code cells). The one rule for "same notebook" of
+    :func:`skipped_by` and of the robustness page; the library may differ.
+
+    >>> same_version({"notebook_sha": "s", "code_sha": "c"}, "t", "c"), same_version({"notebook_sha": "s"}, "t", None)
+    (True, False)
+    """
+    return row.get("notebook_sha") == notebook_sha or (bool(row.get("code_sha")) and row.get("code_sha") == code_sha)
+
+
 def skipped_by(cells, rows) -> set:
     """The keys of the ``cells`` that ``rows`` record as passed for the same notebook version: same notebook, seed,
-    scale and device, and the same ``notebook_sha`` or the same ``code_sha`` (:func:`code_hash`: only the code
-    cells; the library may differ).
+    scale and device, and :func:`same_version`.
 
     >>> c = {"key": "k1", "notebook": "a.ipynb", "seed": 3, "scale": "ci", "device": "cpu", "notebook_sha": "s"}
     >>> r = {"notebook": "a.ipynb", "seed": 3, "scale": "ci", "device": "cpu", "notebook_sha": "s", "status": "passed"}
     >>> skipped_by([c], [r]), skipped_by([c], [dict(r, notebook_sha="t")]), skipped_by([c], [dict(r, status="failed")])
     ({'k1'}, set(), set())
     """
-    passed = [r for r in rows if r.get("status") == "passed"]
-    have = {(r["notebook"], r["seed"], r["scale"], r["device"], r.get("notebook_sha")) for r in passed}
-    have_code = {(r["notebook"], r["seed"], r["scale"], r["device"], r["code_sha"]) for r in passed if r.get("code_sha")}
+    passed = {}
+    for r in rows:
+        if r.get("status") == "passed":
+            passed.setdefault((r["notebook"], r["seed"], r["scale"], r["device"]), []).append(r)
     return {c["key"] for c in cells
-            if (c["notebook"], c["seed"], c["scale"], c["device"], c["notebook_sha"]) in have
-            or (c["notebook"], c["seed"], c["scale"], c["device"], c.get("code_sha")) in have_code}
+            if any(same_version(r, c["notebook_sha"], c.get("code_sha"))
+                   for r in passed.get((c["notebook"], c["seed"], c["scale"], c["device"]), ()))}
 
 
 def run_sweep(name: str, notebooks=None, seeds=(0,), scale: str = "ci", device: str = "cpu", workers=None,
